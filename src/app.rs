@@ -79,6 +79,10 @@ pub async fn run_daemon(
         })?;
     let targets = build_targets(&config)?;
     clean_archive(&config);
+    for w in config.lint() {
+        tracing::warn!(problem = %w, "SQL may not run on Redshift");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         tracing::warn!("running as root; a dedicated unprivileged user is safer");
     }

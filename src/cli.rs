@@ -204,11 +204,16 @@ fn check_config(a: ConfigArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let warnings = config.lint();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
-        "{}: valid; {} target(s), {} check(s)",
+        "{}: valid; {} target(s), {} check(s), {} Redshift dialect warning(s)",
         a.config.display(),
         config.targets.len(),
-        config.checks.len()
+        config.checks.len(),
+        warnings.len()
     );
     for t in &config.targets {
         let deployment = t

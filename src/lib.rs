@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod exposition;
 pub mod http;
+pub mod lint;
 pub mod logging;
 pub mod sample;
 pub mod schedule;

@@ -140,11 +140,13 @@ impl Runner {
 
             // Which flavour is this target? Detected once, at the first successful connect.
             let deployment = self.store.read().targets[target_index].deployment;
-            let deployment = match deployment {
-                Some(d) => Some(d),
+            // Which flavour is this target? Detected once, at the first successful connect;
+            // a target that cannot be reached fails this run with that cause.
+            let detected = match deployment {
+                Some(d) => Ok(d),
                 None => self.detect(target_index, check.timeout).await,
             };
-            if let Some(d) = deployment {
+            if let Ok(d) = detected {
                 if !check.applies_to(d) {
                     return Report {
                         slot,
@@ -156,7 +158,10 @@ impl Runner {
                 }
             }
 
-            let result = check::execute(&target, &check, &self.cancel).await;
+            let result = match detected {
+                Ok(_) => check::execute(&target, &check, &self.cancel).await,
+                Err(e) => Err(e),
+            };
             let duration = t0.elapsed();
             let mut archive = None;
             let (record, rows, outcome) = match result.and_then(|rs| {
@@ -219,29 +224,22 @@ impl Runner {
         })
     }
 
-    /// Detects the target's flavour; `None` when the database cannot be reached now.
+    /// Detects the target's flavour once; `Err` when the database cannot be reached now.
     async fn detect(
         &self,
         target_index: usize,
         deadline: Duration,
-    ) -> Option<crate::config::Deployment> {
+    ) -> Result<crate::config::Deployment, CheckError> {
         let _guard = self.detecting[target_index].lock().await;
         if let Some(d) = self.store.read().targets[target_index].deployment {
-            return Some(d);
+            return Ok(d);
         }
         let target = &self.targets[target_index];
-        match target.detect_deployment(deadline).await {
-            Ok(d) => {
-                tracing::info!(target = %target.config.name, deployment = d.as_str(), "detected deployment");
-                self.store.set_deployment(target_index, d);
-                self.log_gating(target_index);
-                Some(d)
-            }
-            Err(e) => {
-                tracing::debug!(target = %target.config.name, error = %e, "deployment not detected yet");
-                None
-            }
-        }
+        let d = target.detect_deployment(deadline).await?;
+        tracing::info!(target = %target.config.name, deployment = d.as_str(), "detected deployment");
+        self.store.set_deployment(target_index, d);
+        self.log_gating(target_index);
+        Ok(d)
     }
 
     /// Logs which checks a target runs and which it skips, and why.
