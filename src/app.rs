@@ -18,6 +18,7 @@ use crate::exposition::{Exposition, PoolStatsFn};
 use crate::http::{self, Web};
 use crate::schedule::{Runner, Scheduler};
 use crate::snapshot::Store;
+use crate::web_config::{self, WebConfig};
 
 /// Errors that end the process with exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Target(#[from] SetupError),
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
     #[error("scheduler: {0}")]
     Scheduler(String),
     #[error("unknown check{} {}; configured: {}", if .0.len() == 1 { "" } else { "s" }, .0.join(", "), .1.join(", "))]
@@ -63,14 +66,30 @@ fn clean_archive(config: &Config) {
     }
 }
 
+/// Command-line settings of the daemon that are not in checks.toml.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// `--web.listen-address`: overrides `[exporter] listen_address`.
+    pub listen_address: Option<String>,
+    /// `--web.config.file`: TLS and basic authentication for the HTTP server.
+    pub web_config: Option<PathBuf>,
+}
+
 /// Runs the exporter until `shutdown` fires, then drains and closes everything.
 pub async fn run_daemon(
     config: Config,
-    listen_override: Option<String>,
+    options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), StartupError> {
     let config = Arc::new(config);
-    let address = listen_override.unwrap_or_else(|| config.exporter.listen_address.clone());
+    let security = match &options.web_config {
+        Some(path) => web_config::load(path)?,
+        None => WebConfig::default(),
+    };
+    let address = options
+        .listen_address
+        .clone()
+        .unwrap_or_else(|| config.exporter.listen_address.clone());
     let listener = http::bind(&address)
         .await
         .map_err(|source| StartupError::Listen {
@@ -101,10 +120,13 @@ pub async fn run_daemon(
     let web = Arc::new(Web {
         exposition: Exposition::new(store.clone(), pools),
         store: store.clone(),
+        security,
     });
     let http_stop = CancellationToken::new();
     if let Some(a) = http::local_addr(&listener) {
-        tracing::info!(address = %a, "listening");
+        let tls = web.security.tls.is_some();
+        let auth = web.security.auth.is_some();
+        tracing::info!(address = %a, tls, basic_auth = auth, "listening");
     }
     let server = tokio::spawn(http::serve(listener, web, http_stop.clone()));
 

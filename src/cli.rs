@@ -32,6 +32,9 @@ struct Cli {
     /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
     #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
     listen_address: Option<String>,
+    /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config: Option<PathBuf>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -72,6 +75,9 @@ struct RunArgs {
     /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
     #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
     listen_address: Option<String>,
+    /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config: Option<PathBuf>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -98,6 +104,7 @@ pub fn main() -> ExitCode {
         (None, Some(config)) => run(RunArgs {
             config,
             listen_address: cli.listen_address,
+            web_config: cli.web_config,
             log: cli.log,
         }),
         (None, None) => {
@@ -132,7 +139,11 @@ fn run(a: RunArgs) -> ExitCode {
     let result = rt.block_on(async {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
-        app::run_daemon(config, a.listen_address, shutdown).await
+        let options = app::DaemonOptions {
+            listen_address: a.listen_address,
+            web_config: a.web_config,
+        };
+        app::run_daemon(config, options, shutdown).await
     });
     // Do not wait for stray blocking tasks (a stuck DNS lookup, say) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -2,7 +2,8 @@
 //!
 //! Every handler reads the snapshot (through the exposition's cache); none touches the
 //! database. HTTP/1.1 only, via hyper, with a header read timeout that actually works
-//! (hyper's needs a timer, stack notes §3.6). Shutdown: stop accepting when the token fires;
+//! (hyper's needs a timer, stack notes §3.6). TLS and basic authentication come from
+//! `--web.config.file` and cover every route. Shutdown: stop accepting when the token fires;
 //! connections in flight get a short grace period.
 
 use std::convert::Infallible;
@@ -24,11 +25,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::snapshot::Store;
+use crate::web_config::{AuthResult, WebConfig};
 
 /// What the handlers need.
 pub struct Web {
     pub exposition: Exposition,
     pub store: Arc<Store>,
+    /// TLS and basic authentication from `--web.config.file` (both off by default).
+    pub security: WebConfig,
 }
 
 /// Binds the listener; a taken port is a start-up error.
@@ -39,6 +43,11 @@ pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
 /// Serves until `shutdown` fires.
 pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
+    let acceptor = web
+        .security
+        .tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -54,23 +63,16 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationT
         };
         let web = web.clone();
         let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
-            let service = service_fn(move |req| {
-                let web = web.clone();
-                async move { Ok::<_, Infallible>(handle(&web, req)) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-                },
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+            match acceptor {
+                None => serve_connection(stream, peer, web, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(tls, peer, web, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
             }
         });
@@ -79,7 +81,56 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationT
     let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
 }
 
-fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Deadline for a client to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_connection<IO>(io: IO, peer: SocketAddr, web: Arc<Web>, shutdown: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let web = web.clone();
+        async move { Ok::<_, Infallible>(handle(&web, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        },
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+    }
+}
+
+async fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    // Authentication comes first: a denied request never reaches the snapshot.
+    if let Some(auth) = &web.security.auth {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if auth.check(header).await == AuthResult::Denied {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"redshift-exporter\"",
+                )
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Full::new(Bytes::from_static(b"Unauthorized\n")))
+                .expect("static response parts are valid");
+        }
+    }
+    route(web, req)
+}
+
+fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
