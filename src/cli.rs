@@ -35,6 +35,9 @@ struct Cli {
     /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config: Option<PathBuf>,
+    /// Allow reloading the configuration with POST /-/reload (SIGHUP always works).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -78,6 +81,9 @@ struct RunArgs {
     /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config: Option<PathBuf>,
+    /// Allow reloading the configuration with POST /-/reload (SIGHUP always works).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
             config,
             listen_address: cli.listen_address,
             web_config: cli.web_config,
+            enable_lifecycle: cli.enable_lifecycle,
             log: cli.log,
         }),
         (None, None) => {
@@ -140,8 +147,10 @@ fn run(a: RunArgs) -> ExitCode {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let options = app::DaemonOptions {
+            config_path: a.config.clone(),
             listen_address: a.listen_address,
             web_config: a.web_config,
+            enable_lifecycle: a.enable_lifecycle,
         };
         app::run_daemon(config, options, shutdown).await
     });

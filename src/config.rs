@@ -111,7 +111,7 @@ impl fmt::Debug for Secret {
 }
 
 /// `[targets.NAME]`: one database to watch, with its own connection pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     pub name: String,
     pub host: String,
@@ -155,7 +155,7 @@ impl fmt::Display for Schedule {
 }
 
 /// One value column and the metric it becomes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValueSpec {
     /// Column name in the result.
     pub column: String,
@@ -165,7 +165,7 @@ pub struct ValueSpec {
 }
 
 /// `[[checks]]`: one query, its schedule and how its rows map to metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CheckConfig {
     pub name: String,
     pub help: String,
@@ -189,6 +189,17 @@ pub struct CheckConfig {
 impl CheckConfig {
     pub fn applies_to(&self, d: Deployment) -> bool {
         self.deployments.contains(&d)
+    }
+
+    /// Same check, as far as running it and mapping its rows go (target indices and the
+    /// query's position in the file may differ between two versions of a config).
+    pub fn same_as(&self, other: &CheckConfig) -> bool {
+        let strip = |c: &CheckConfig| CheckConfig {
+            targets: Vec::new(),
+            query_line: None,
+            ..c.clone()
+        };
+        strip(self) == strip(other)
     }
 }
 

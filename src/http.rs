@@ -1,4 +1,5 @@
-//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready` and a landing page at `/`.
+//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, a landing page at `/`, and
+//! `POST /-/reload` with `--web.enable-lifecycle`.
 //!
 //! Every handler reads the snapshot (through the exposition's cache); none touches the
 //! database. HTTP/1.1 only, via hyper, with a header read timeout that actually works
@@ -9,7 +10,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,12 +29,47 @@ use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::snapshot::Store;
 use crate::web_config::{AuthResult, WebConfig};
 
-/// What the handlers need.
-pub struct Web {
+/// The part of the server's state a configuration reload replaces.
+pub struct Live {
     pub exposition: Exposition,
     pub store: Arc<Store>,
+}
+
+/// A reload request: the answer goes back on the oneshot (`Err` lists the problems).
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// What the handlers need.
+pub struct Web {
+    /// Swapped whole on reload, so a scrape sees either the old or the new state, never a mix.
+    live: RwLock<Arc<Live>>,
     /// TLS and basic authentication from `--web.config.file` (both off by default).
     pub security: WebConfig,
+    /// `Some` with `--web.enable-lifecycle`: where `POST /-/reload` sends its request.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+impl Web {
+    pub fn new(
+        live: Live,
+        security: WebConfig,
+        reload: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> Self {
+        Web {
+            live: RwLock::new(Arc::new(live)),
+            security,
+            reload,
+        }
+    }
+
+    /// The current state.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs the state of a new configuration.
+    pub fn swap(&self, live: Live) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+    }
 }
 
 /// Binds the listener; a taken port is a start-up error.
@@ -127,21 +164,50 @@ async fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .expect("static response parts are valid");
         }
     }
+    if req.uri().path() == "/-/reload" {
+        return reload(web, req.method()).await;
+    }
     route(web, req)
+}
+
+/// `POST /-/reload` (or PUT), only with `--web.enable-lifecycle`.
+async fn reload(web: &Web, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::POST && method != Method::PUT {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    let Some(tx) = &web.reload else {
+        return text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n");
+    };
+    let (answer, result) = oneshot::channel();
+    if tx.send(answer).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match result.await {
+        Ok(Ok(())) => text(StatusCode::OK, "configuration reloaded\n"),
+        Ok(Err(problems)) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from(format!(
+                "configuration not reloaded; the previous one keeps running:\n{problems}\n"
+            ))))
+            .expect("static response parts are valid"),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+    }
 }
 
 fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
+    let live = web.live();
     match req.uri().path() {
         "/metrics" => Response::builder()
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(Full::new(web.exposition.render()))
+            .body(Full::new(live.exposition.render()))
             .expect("static response parts are valid"),
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" => {
-            if web.store.ready() {
+            if live.store.ready() {
                 text(StatusCode::OK, "OK\n")
             } else {
                 text(
@@ -152,7 +218,7 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" => Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(landing_page(&web.store))))
+            .body(Full::new(Bytes::from(landing_page(&live.store))))
             .expect("static response parts are valid"),
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics\n"),
     }
