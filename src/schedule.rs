@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::archive::Archiver;
+use crate::archive::{Archiver, Episode};
 use crate::check;
 use crate::config::{Config, Schedule};
 use crate::db::{CheckError, ErrorKind, Target};
@@ -233,18 +233,23 @@ impl Runner {
         let store = self.store.clone();
         let (target, check) = (target.to_string(), check.to_string());
         self.writes.spawn(async move {
-            match archiver.write(&target, &check, started, &rs).await {
-                Ok(path) => {
-                    tracing::debug!(%check, %target, path = %path.display(), rows = rs.rows.len(), "CSV written");
-                    store.record_archive(slot, Ok(path.clone()));
-                    Some(path)
+            let result = archiver.write(&target, &check, started, &rs).await;
+            // Failures are counted every time but logged once per episode, so a full disk
+            // does not flood the log.
+            match (&result, archiver.episode(result.is_ok())) {
+                (Err(e), Episode::Started) => {
+                    tracing::error!(%check, %target, error = %e, "archive write failed; further failures are counted, not logged, until a write succeeds")
                 }
-                Err(e) => {
-                    tracing::error!(%check, %target, error = %e, "archive write failed");
-                    store.record_archive(slot, Err(()));
-                    None
+                (Err(e), _) => tracing::debug!(%check, %target, error = %e, "archive write failed"),
+                (Ok(_), Episode::Recovered) => {
+                    tracing::info!(%check, %target, "archive writes recovered")
+                }
+                (Ok(path), _) => {
+                    tracing::debug!(%check, %target, path = %path.display(), rows = rs.rows.len(), "CSV written")
                 }
             }
+            store.record_archive(slot, result.as_ref().map(|p| p.clone()).map_err(|_| ()));
+            result.ok()
         })
     }
 
