@@ -185,15 +185,22 @@ fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
 fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     let mut out = Vec::new();
 
-    // Data: one family per value column, in check order; every target of the check inside it.
+    // Data: one family per metric name, in check order; every target of every check feeding
+    // it inside (the provisioned and Serverless variants of a measurement share a name).
     let mut seen_checks = std::collections::HashSet::new();
+    let mut data: Vec<MetricFamily> = Vec::new();
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for s in &st.slots {
         if !seen_checks.insert(s.check_index) {
             continue;
         }
         let check = &s.check;
         for (vi, v) in check.values.iter().enumerate() {
-            let mut f = family(&v.metric, &v.help, MetricType::GAUGE);
+            let fi = *by_name.entry(v.metric.as_str()).or_insert_with(|| {
+                data.push(family(&v.metric, &v.help, MetricType::GAUGE));
+                data.len() - 1
+            });
+            let f = &mut data[fi];
             for sl in st.slots.iter().filter(|x| x.check_index == s.check_index) {
                 let Some(samples) = &sl.samples else { continue };
                 for row in &samples.rows {
@@ -208,9 +215,9 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
                     f.mut_metric().push(gauge(&pairs, value));
                 }
             }
-            out.push(f);
         }
     }
+    out.extend(data);
 
     let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
     let per_slot = |name: &str, help: &str, value: &dyn Fn(&crate::snapshot::Slot) -> f64| {
