@@ -545,8 +545,7 @@ mod tests {
             let target = Target::new(Arc::new(target_config(port))).unwrap();
             let err = get_client(&target.pool, Duration::from_secs(3))
                 .await
-                .err()
-                .expect("the fake server never lets us in");
+                .expect_err("the fake server never lets us in");
             assert_eq!(err.kind, ErrorKind::Auth, "{err}");
             assert!(err.message.contains(&format!("method {code}")), "{err}");
             assert!(err.message.contains(cause), "{err}");
