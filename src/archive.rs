@@ -1,0 +1,230 @@
+//! The CSV archive: one file per check, target and run with rows.
+//!
+//! Layout: `{root}/{target}/{check}/{check}_{YYYYMMDDTHHMMSS.mmmZ}.csv` (UTC start of the run),
+//! a header of the query's column names, NULL as an empty field. Each file is written to a
+//! hidden temporary name in the same folder, flushed, fsynced and only then renamed, so a
+//! crash never leaves a partial file under a final name; [`clean_temporaries`] removes what
+//! a crash left behind.
+//!
+//! Writes run on their own tasks, bounded by a semaphore, never on the scheduling path.
+//! Only this module knows CSV. It knows nothing about metrics or the database.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use crate::sample::ResultSet;
+
+/// How many CSV files may be written at the same time.
+const CONCURRENT_WRITES: usize = 4;
+
+/// A failed archive write.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct ArchiveError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Writes CSV files under one root folder.
+#[derive(Clone)]
+pub struct Archiver {
+    root: PathBuf,
+    /// Bounds concurrent writes (file descriptors, disk bandwidth).
+    permits: Arc<Semaphore>,
+}
+
+impl Archiver {
+    pub fn new(root: PathBuf) -> Self {
+        Archiver {
+            root,
+            permits: Arc::new(Semaphore::new(CONCURRENT_WRITES)),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The final path of a run's file. Target and check names are validated identifiers
+    /// (no separators, no dots), so the path cannot leave the root.
+    pub fn path_for(&self, target: &str, check: &str, started: SystemTime) -> PathBuf {
+        let ts: DateTime<Utc> = started.into();
+        self.root
+            .join(target)
+            .join(check)
+            .join(format!("{check}_{}.csv", ts.format("%Y%m%dT%H%M%S%.3fZ")))
+    }
+
+    /// Writes one result; returns the final path.
+    pub async fn write(
+        &self,
+        target: &str,
+        check: &str,
+        started: SystemTime,
+        result: &ResultSet,
+    ) -> Result<PathBuf, ArchiveError> {
+        let _permit = self.permits.acquire().await.ok();
+        let path = self.path_for(target, check, started);
+        let dir = path
+            .parent()
+            .expect("archive path has a parent")
+            .to_path_buf();
+        let name = path
+            .file_name()
+            .expect("archive path has a name")
+            .to_string_lossy()
+            .into_owned();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let err = |action: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| ArchiveError {
+                action,
+                path: p,
+                source,
+            }
+        };
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(err("cannot create folder", &dir))?;
+        let written = write_csv(&tmp, result).await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(err("cannot rename into place", &path))?;
+        // Make the rename itself durable.
+        if let Ok(d) = tokio::fs::File::open(&dir).await {
+            let _ = d.sync_all().await;
+        }
+        Ok(path)
+    }
+}
+
+async fn write_csv(tmp: &Path, result: &ResultSet) -> Result<(), ArchiveError> {
+    let err = |action: &'static str| {
+        let p = tmp.to_path_buf();
+        move |source| ArchiveError {
+            action,
+            path: p,
+            source,
+        }
+    };
+    let file = tokio::fs::File::create(tmp)
+        .await
+        .map_err(err("cannot create"))?;
+    let mut w =
+        csv_async::AsyncWriter::from_writer(tokio::io::BufWriter::with_capacity(64 * 1024, file));
+    let csv_err = |e: csv_async::Error| match e.into_kind() {
+        csv_async::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    };
+    w.write_record(result.columns.iter().map(String::as_str))
+        .await
+        .map_err(|e| err("cannot write")(csv_err(e)))?;
+    for row in &result.rows {
+        // Collected first: an iterator borrowed across .await is not Send (stack notes §3.7).
+        let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+        w.write_record(&fields)
+            .await
+            .map_err(|e| err("cannot write")(csv_err(e)))?;
+    }
+    // into_inner flushes; never let the writer's Drop block on a flush.
+    let mut buf = w
+        .into_inner()
+        .await
+        .map_err(|e| err("cannot flush")(io::Error::other(e.to_string())))?;
+    buf.flush().await.map_err(err("cannot flush"))?;
+    buf.into_inner()
+        .sync_all()
+        .await
+        .map_err(err("cannot sync"))?;
+    Ok(())
+}
+
+/// Removes temporary files a crash left in `{root}/{target}/{check}/`. Returns how many.
+pub fn clean_temporaries(root: &Path) -> usize {
+    let mut removed = 0;
+    let Ok(targets) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    for t in targets.flatten() {
+        let Ok(checks) = std::fs::read_dir(t.path()) else {
+            continue;
+        };
+        for c in checks.flatten() {
+            let Ok(files) = std::fs::read_dir(c.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.')
+                    && name.ends_with(".csv.tmp")
+                    && std::fs::remove_file(f.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[tokio::test]
+    async fn writes_header_rows_and_nulls_then_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archiver::new(dir.path().to_path_buf());
+        let started = UNIX_EPOCH + Duration::from_millis(1_764_203_045_123);
+        let rs = ResultSet {
+            columns: vec!["name".into(), "value".into()],
+            rows: vec![
+                vec![Some("a,b".into()), Some("1".into())],
+                vec![Some("say \"hi\"".into()), None],
+            ],
+        };
+        let path = a.write("main", "c1", started, &rs).await.unwrap();
+        assert_eq!(path, dir.path().join("main/c1/c1_20251127T002405.123Z.csv"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "name,value\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failure_leaves_no_file_and_temporaries_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main"), b"not a folder").unwrap();
+        let a = Archiver::new(dir.path().to_path_buf());
+        let rs = ResultSet {
+            columns: vec!["x".into()],
+            rows: vec![vec![None]],
+        };
+        let e = a
+            .write("main", "c1", SystemTime::now(), &rs)
+            .await
+            .unwrap_err();
+        assert_eq!(e.action, "cannot create folder");
+
+        let folder = dir.path().join("t/c");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(".c_1.csv.tmp"), b"partial").unwrap();
+        std::fs::write(folder.join("c_1.csv"), b"x\n").unwrap();
+        assert_eq!(clean_temporaries(dir.path()), 1);
+        assert!(folder.join("c_1.csv").exists());
+    }
+}

@@ -1,0 +1,102 @@
+//! Runs one check's SQL on one target and returns its rows as text, or a classified error.
+//!
+//! Owns the per-run deadline: the pool wait, the session's `statement_timeout` and the client
+//! side deadline all derive from the check's `timeout`. On a missed deadline (or a shutdown
+//! cancel) it sends a PostgreSQL CancelRequest so the server stops working, and takes the
+//! session out of the pool so a late result can never leak into the next run.
+//!
+//! Knows tokio-postgres (with `db`); knows nothing about metrics, snapshots or CSV.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_postgres::SimpleQueryMessage;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CheckConfig;
+use crate::db::{self, CheckError, ErrorKind, Target};
+use crate::sample::ResultSet;
+
+/// Margin between the client deadline and the server's `statement_timeout`: the client
+/// cancels first; the server-side timeout only matters if the cancel request is lost.
+const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
+/// Runs `check` on `target`. `cancel` aborts the run (server-side too) at shutdown.
+pub async fn execute(
+    target: &Target,
+    check: &CheckConfig,
+    cancel: &CancellationToken,
+) -> Result<ResultSet, CheckError> {
+    let deadline = Instant::now() + check.timeout;
+    let obj = tokio::select! {
+        r = db::get_client(&target.pool, check.timeout) => r?,
+        _ = cancel.cancelled() => return Err(CheckError::new(ErrorKind::Canceled, "shutting down")),
+    };
+    let token = obj.cancel_token();
+    let statement_timeout = (check.timeout + SERVER_TIMEOUT_MARGIN).as_millis();
+    let work = async {
+        obj.simple_query(&format!("SET statement_timeout = {statement_timeout}"))
+            .await
+            .map_err(|e| db::classify_query_error(&e))?;
+        collect(&obj, &check.query).await
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout_at(deadline, work) => match r {
+            Ok(result) => return result,
+            Err(_) => CheckError::new(
+                ErrorKind::Timeout,
+                format!("no result within {}; query cancelled", humantime::format_duration(check.timeout)),
+            ),
+        },
+        _ = cancel.cancelled() => CheckError::new(ErrorKind::Canceled, "shutting down; query cancelled"),
+    };
+    // The query may still be running on the server: cancel it, and never reuse the session.
+    if let Err(e) = target.cancel(&token).await {
+        tracing::warn!(check = %check.name, target = %target.config.name, error = %e, "cancel request failed");
+    }
+    drop(deadpool_postgres::Object::take(obj));
+    Err(outcome)
+}
+
+/// Streams a simple-protocol result into memory as text.
+async fn collect(client: &tokio_postgres::Client, sql: &str) -> Result<ResultSet, CheckError> {
+    let stream = client
+        .simple_query_raw(sql)
+        .await
+        .map_err(|e| db::classify_query_error(&e))?;
+    // Box::pin, not pin_mut!: dropping a pinned reference would keep a half-read stream
+    // alive and stall the connection (stack notes §3.1).
+    let mut stream = Box::pin(stream);
+    let mut result = ResultSet::default();
+    let mut descriptions = 0;
+    while let Some(message) = stream.next().await {
+        match message.map_err(|e| db::classify_query_error(&e))? {
+            SimpleQueryMessage::RowDescription(columns) => {
+                descriptions += 1;
+                if descriptions > 1 {
+                    return Err(CheckError::new(
+                        ErrorKind::Query,
+                        "the query returned more than one result set; a check is one statement",
+                    ));
+                }
+                result.columns = columns.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                result.rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    if descriptions == 0 {
+        return Err(CheckError::new(
+            ErrorKind::Columns,
+            "the statement returned no result set (is it a SELECT?)",
+        ));
+    }
+    Ok(result)
+}

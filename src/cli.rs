@@ -1,0 +1,267 @@
+//! Command line: `run` (default), `once` and `check-config`. Parses arguments with clap, calls
+//! into [`crate::app`], prints, and maps results to exit codes: 0 ok, 1 a run failed,
+//! 2 a configuration, usage or start-up error. `anyhow`-style catch-alls stop here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::{self, Config};
+use crate::logging::{self, Format, Level};
+
+const EXIT_RUN_FAILED: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redshift-exporter",
+    version,
+    about = "Runs health-check SQL against Amazon Redshift; exposes the results to Prometheus and archives them as CSV.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    // `redshift-exporter --config F` is `redshift-exporter run --config F`.
+    /// Path of checks.toml.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
+    #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
+    listen_address: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the exporter (the default).
+    Run(RunArgs),
+    /// Run every check (or the named ones) once on every target, write the CSVs, print a
+    /// summary line per check and target; exit 1 if any failed.
+    Once(OnceArgs),
+    /// Validate the configuration and exit (0 valid, 2 invalid).
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// Path of checks.toml.
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct LogArgs {
+    /// Least severe level logged.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    log_level: Level,
+    /// Log line format.
+    #[arg(long = "log.format", value_enum, default_value = "text")]
+    log_format: Format,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Path of checks.toml.
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
+    #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
+    listen_address: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Debug)]
+struct OnceArgs {
+    /// Path of checks.toml.
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// Run only this check (repeatable).
+    #[arg(long = "check", value_name = "NAME")]
+    checks: Vec<String>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match (cli.command, cli.config) {
+        (Some(Command::Run(a)), _) => run(a),
+        (Some(Command::Once(a)), _) => once(a),
+        (Some(Command::CheckConfig(a)), _) => check_config(a),
+        (None, Some(config)) => run(RunArgs {
+            config,
+            listen_address: cli.listen_address,
+            log: cli.log,
+        }),
+        (None, None) => {
+            eprintln!("redshift-exporter: --config PATH is required (see --help)");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn run(a: RunArgs) -> ExitCode {
+    logging::init(a.log.log_level, a.log.log_format);
+    let config = match load(&a.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = runtime();
+    let result = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        app::run_daemon(config, a.listen_address, shutdown).await
+    });
+    // Do not wait for stray blocking tasks (a stuck DNS lookup, say) at exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("redshift-exporter: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// SIGTERM or SIGINT start the graceful shutdown; a second one exits at once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+        shutdown.cancel();
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(i32::from(EXIT_RUN_FAILED));
+    });
+}
+
+fn once(a: OnceArgs) -> ExitCode {
+    logging::init(a.log.log_level.min_warn(), a.log.log_format);
+    let config = match load(&a.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = runtime();
+    let result = rt.block_on(app::run_once(config, &a.checks));
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(lines) => {
+            for l in &lines {
+                println!("{}", l.line);
+            }
+            if lines.iter().all(|l| l.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUN_FAILED)
+            }
+        }
+        Err(e) => {
+            eprintln!("redshift-exporter: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn check_config(a: ConfigArgs) -> ExitCode {
+    let config = match load(&a.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    println!(
+        "{}: valid; {} target(s), {} check(s)",
+        a.config.display(),
+        config.targets.len(),
+        config.checks.len()
+    );
+    for t in &config.targets {
+        let deployment = t
+            .deployment
+            .map(|d| d.as_str())
+            .unwrap_or("detected at connect");
+        println!(
+            "target {}: {}:{}/{} as {} (sslmode {}, pool {}, deployment {deployment})",
+            t.name,
+            t.host,
+            t.port,
+            t.database,
+            t.user,
+            t.sslmode.as_str(),
+            t.pool_size
+        );
+        for c in config.checks.iter().filter(|c| {
+            c.targets.contains(
+                &config
+                    .targets
+                    .iter()
+                    .position(|x| x.name == t.name)
+                    .unwrap_or(usize::MAX),
+            )
+        }) {
+            let runs = match t.deployment {
+                Some(d) if !c.applies_to(d) => format!(
+                    "skipped (applies to {})",
+                    c.deployments
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+                _ => format!(
+                    "{}, timeout {}",
+                    c.schedule,
+                    humantime::format_duration(c.timeout)
+                ),
+            };
+            println!("  check {}: {runs}", c.name);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+impl Level {
+    /// `once` is a batch command: its stdout is the summary, so logs default to warnings.
+    fn min_warn(self) -> Level {
+        if self == Level::Info {
+            Level::Warn
+        } else {
+            self
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Database plumbing: one bounded deadpool-postgres pool per target, TLS, flavour detection
+//! and the classification of driver errors into a small closed set of [`ErrorKind`]s.
+//!
+//! Together with `check` this is the only module that knows tokio-postgres. It knows nothing
+//! about checks' meaning, metrics or the archive.
+//!
+//! Redshift-safe choices (see `../shared/redshift-reference.md` §4 and stack notes §3.3):
+//! recycling is `Verified` (an empty query; never `Clean`, whose `DISCARD`/`UNLISTEN` Redshift
+//! rejects); every pool wait has a deadline and a runtime; TCP keepalive is minutes, not the
+//! OS's two hours; connections are retired by age by [`Target::retire_old_connections`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{Deployment, SslMode, TargetConfig};
+
+/// Why a check run failed; a small closed set, used as the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Could not open a session (refused, unreachable, TLS, connect timeout).
+    Connect,
+    /// The server refused our credentials or asked for an auth method we cannot do.
+    Auth,
+    /// Every pooled session stayed busy until the check's deadline.
+    PoolTimeout,
+    /// The server rejected or failed the query.
+    Query,
+    /// The check's deadline passed; the query was cancelled server-side.
+    Timeout,
+    /// The result lacks the columns the check maps.
+    Columns,
+    /// Shutdown cancelled the run after the drain timeout.
+    Canceled,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Connect,
+        ErrorKind::Auth,
+        ErrorKind::PoolTimeout,
+        ErrorKind::Query,
+        ErrorKind::Timeout,
+        ErrorKind::Columns,
+        ErrorKind::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Auth => "auth",
+            ErrorKind::PoolTimeout => "pool_timeout",
+            ErrorKind::Query => "query",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Columns => "columns",
+            ErrorKind::Canceled => "canceled",
+        }
+    }
+
+    /// True when the failure says the database could not be reached or logged into.
+    pub fn target_down(self) -> bool {
+        matches!(self, ErrorKind::Connect | ErrorKind::Auth)
+    }
+}
+
+/// A failed check run: the kind (for metrics) and a one-line cause (for logs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}", kind = .kind.as_str())]
+pub struct CheckError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl CheckError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        CheckError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A target could not be set up at start-up (bad CA file and the like).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("target {target}: cannot read ca_file {path}: {source}")]
+    CaFile {
+        target: String,
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("target {target}: TLS setup failed: {message}")]
+    Tls { target: String, message: String },
+    #[error("target {target}: pool setup failed: {message}")]
+    Pool { target: String, message: String },
+}
+
+/// The TLS connector of a target, kept for cancel requests, which open a new connection
+/// with the same security as the original one.
+#[derive(Clone)]
+pub enum Tls {
+    None,
+    Rustls(MakeRustlsConnect),
+}
+
+/// One configured database with its pool.
+pub struct Target {
+    pub config: Arc<TargetConfig>,
+    pub pool: Pool,
+    pub tls: Tls,
+}
+
+/// Plain numbers describing a pool, for the exposition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    pub max: usize,
+    pub idle: usize,
+    pub in_use: usize,
+}
+
+impl Target {
+    /// Builds the target's pool. Connections are opened lazily, so a database that is down
+    /// at start-up does not stop the daemon.
+    pub fn new(config: Arc<TargetConfig>) -> Result<Self, SetupError> {
+        let tls = make_tls(&config)?;
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&config.host)
+            .port(config.port)
+            .dbname(&config.database)
+            .user(&config.user)
+            .application_name(&config.application_name)
+            .connect_timeout(config.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(config.keepalives_idle)
+            .ssl_mode(match config.sslmode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+            });
+        if let Some(pw) = &config.password {
+            pg.password(pw.expose());
+        }
+        let mgr_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        };
+        let manager = match &tls {
+            Tls::None => Manager::from_config(pg, NoTls, mgr_config),
+            Tls::Rustls(t) => Manager::from_config(pg, t.clone(), mgr_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| SetupError::Pool {
+                target: config.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Target { config, pool, tls })
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let s = self.pool.status();
+        PoolStats {
+            max: s.max_size,
+            idle: s.available,
+            in_use: s.size.saturating_sub(s.available),
+        }
+    }
+
+    /// Drops idle connections older than `max_connection_age`; in-use ones go when returned.
+    pub fn retire_old_connections(&self) -> usize {
+        let max_age = self.config.max_connection_age;
+        let before = self.pool.status().size;
+        self.pool.retain(|_, m| m.age() < max_age);
+        before.saturating_sub(self.pool.status().size)
+    }
+
+    /// Closes the pool and waits (bounded) until its sessions are gone.
+    pub async fn close(&self) {
+        self.pool.close();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.pool.status().size > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Let the connection tasks send Terminate and close their sockets.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Sends a cancel request for whatever `token`'s session is running (bounded to 5 s).
+    pub async fn cancel(&self, token: &tokio_postgres::CancelToken) -> Result<(), String> {
+        let fut = async {
+            match &self.tls {
+                Tls::None => token.cancel_query(NoTls).await,
+                Tls::Rustls(t) => token.cancel_query(t.clone()).await,
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(5), fut).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(_) => Err("cancel request timed out".into()),
+        }
+    }
+
+    /// Asks the server which kind of Redshift it is: provisioned clusters have the STV
+    /// tables, Serverless workgroups do not. Returns `Err` when no session could be had.
+    pub async fn detect_deployment(&self, deadline: Duration) -> Result<Deployment, CheckError> {
+        let client = get_client(&self.pool, deadline).await?;
+        let probe = client.simple_query("SELECT 1 FROM stv_partitions LIMIT 1");
+        match tokio::time::timeout(deadline, probe).await {
+            Ok(Ok(_)) => Ok(Deployment::Provisioned),
+            Ok(Err(e)) if e.as_db_error().is_some() => Ok(Deployment::Serverless),
+            Ok(Err(e)) => Err(classify_query_error(&e)),
+            Err(_) => Err(CheckError::new(
+                ErrorKind::Timeout,
+                "deployment probe timed out",
+            )),
+        }
+    }
+}
+
+/// Takes a session from the pool within `deadline`.
+pub async fn get_client(
+    pool: &Pool,
+    deadline: Duration,
+) -> Result<deadpool_postgres::Object, CheckError> {
+    let mut timeouts = pool.timeouts();
+    timeouts.wait = Some(deadline);
+    timeouts.create = Some(timeouts.create.map_or(deadline, |c| c.min(deadline)));
+    timeouts.recycle = Some(timeouts.recycle.map_or(deadline, |c| c.min(deadline)));
+    pool.timeout_get(&timeouts)
+        .await
+        .map_err(classify_pool_error)
+}
+
+fn make_tls(config: &TargetConfig) -> Result<Tls, SetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls_err = |e: rustls::Error| SetupError::Tls {
+        target: config.name.clone(),
+        message: e.to_string(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?;
+    let client_config = match config.sslmode {
+        SslMode::Disable => return Ok(Tls::None),
+        SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+        SslMode::VerifyFull => {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if let Some(path) = &config.ca_file {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect())
+                    .map_err(|source| SetupError::CaFile {
+                        target: config.name.clone(),
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                roots.add_parsable_certificates(certs);
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Tls::Rustls(MakeRustlsConnect::new(client_config)))
+}
+
+/// libpq's `sslmode=require`: encrypt, but do not verify who is at the other end.
+/// Handshake signatures are still checked, so the session key is really the server's.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Maps a pool error to a check error.
+pub fn classify_pool_error(e: PoolError) -> CheckError {
+    use deadpool_postgres::TimeoutType;
+    match e {
+        PoolError::Timeout(TimeoutType::Wait) => CheckError::new(
+            ErrorKind::PoolTimeout,
+            "no pooled session became free before the check's deadline",
+        ),
+        PoolError::Timeout(TimeoutType::Create) => {
+            CheckError::new(ErrorKind::Connect, "connecting timed out")
+        }
+        PoolError::Timeout(TimeoutType::Recycle) => {
+            CheckError::new(ErrorKind::Connect, "checking a pooled session timed out")
+        }
+        PoolError::Backend(e) => classify_connect_error(&e),
+        PoolError::PostCreateHook(e) => CheckError::new(ErrorKind::Connect, e.to_string()),
+        PoolError::Closed => CheckError::new(ErrorKind::Canceled, "the pool is closed"),
+        PoolError::NoRuntimeSpecified => CheckError::new(ErrorKind::Connect, "pool has no runtime"),
+    }
+}
+
+/// Maps an error raised while opening a session.
+pub fn classify_connect_error(e: &tokio_postgres::Error) -> CheckError {
+    let message = error_chain(e);
+    let auth_code = e
+        .as_db_error()
+        .map(|d| d.code().code().starts_with("28"))
+        .unwrap_or(false);
+    if let Some(code) = unsupported_auth_code(&message) {
+        let what = match code.as_str() {
+            "13" => {
+                "Redshift's SHA-256 password digest (the user's password was stored as sha256|...)"
+            }
+            "14" => "an identity-provider token (native IdP authentication)",
+            _ => "a method this client does not implement",
+        };
+        return CheckError::new(
+            ErrorKind::Auth,
+            format!(
+                "the server asked for authentication method {code}, {what}; give the exporter user an MD5 password (ALTER USER ... PASSWORD 'plain text' stores MD5) or use IAM temporary credentials ({message})"
+            ),
+        );
+    }
+    if auth_code {
+        CheckError::new(ErrorKind::Auth, message)
+    } else {
+        CheckError::new(ErrorKind::Connect, message)
+    }
+}
+
+/// Maps an error raised while running a query on an open session.
+pub fn classify_query_error(e: &tokio_postgres::Error) -> CheckError {
+    if e.as_db_error().is_some() {
+        CheckError::new(ErrorKind::Query, error_chain(e))
+    } else {
+        // The session broke under us (server restart, network): that is a connection problem.
+        CheckError::new(ErrorKind::Connect, error_chain(e))
+    }
+}
+
+/// `unknown authentication tag 13` → `13`.
+fn unsupported_auth_code(message: &str) -> Option<String> {
+    let rest = &message[message.find("unknown authentication tag")? + 26..];
+    let code: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    (!code.is_empty()).then_some(code)
+}
+
+/// One line describing a driver error: since tokio-postgres 0.7.15 `Display` says only
+/// "db error", so show the SQLSTATE and server message, or walk the source chain.
+pub fn error_chain(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_code_is_found() {
+        assert_eq!(
+            unsupported_auth_code(
+                "error parsing response from server: unknown authentication tag `13`"
+            ),
+            Some("13".into())
+        );
+        assert_eq!(unsupported_auth_code("connection refused"), None);
+    }
+
+    #[test]
+    fn kinds_are_distinct_label_values() {
+        let mut seen = std::collections::HashSet::new();
+        for k in ErrorKind::ALL {
+            assert!(seen.insert(k.as_str()));
+        }
+    }
+}

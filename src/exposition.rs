@@ -1,0 +1,444 @@
+//! Prometheus text exposition of the snapshot. The only module that knows Prometheus.
+//!
+//! Families come from three collectors, one per concern:
+//! - data: one gauge family per value column of each check, labels `target` + label columns;
+//! - checks and targets: the exporter's own `redshift_exporter_*` families;
+//! - process and pools: `process_*` from `/proc/self` and the pool gauges.
+//!
+//! The first two change only when a run (or an archive write) finishes, so they are rendered
+//! once per snapshot generation and the bytes are cached; only the third is rendered per
+//! scrape.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::db::{ErrorKind, PoolStats};
+use crate::sample::SampleError;
+use crate::snapshot::{RunResult, State, Store};
+
+/// Content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Pool numbers for one target, read per scrape (no database access).
+pub type PoolStatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
+
+/// Renders `/metrics`.
+pub struct Exposition {
+    store: Arc<Store>,
+    /// (target name, pool reader) for each target.
+    pools: Vec<(String, PoolStatsFn)>,
+    /// Bytes of the snapshot-derived families and the generation they were rendered from.
+    cache: Mutex<(u64, Bytes)>,
+    start_time: f64,
+}
+
+impl Exposition {
+    pub fn new(store: Arc<Store>, pools: Vec<(String, PoolStatsFn)>) -> Self {
+        Exposition {
+            store,
+            pools,
+            cache: Mutex::new((0, Bytes::new())),
+            start_time: process_start_time().unwrap_or(0.0),
+        }
+    }
+
+    /// The full exposition.
+    pub fn render(&self) -> Bytes {
+        let cached = self.snapshot_part();
+        let dynamic = self.dynamic_part();
+        let mut out = BytesMut::with_capacity(cached.len() + dynamic.len());
+        out.extend_from_slice(&cached);
+        out.extend_from_slice(&dynamic);
+        out.freeze()
+    }
+
+    /// The families derived from the snapshot, re-rendered only when it changed.
+    pub fn snapshot_part(&self) -> Bytes {
+        let generation = self.store.generation();
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0 == generation {
+                return cache.1.clone();
+            }
+        }
+        // Render outside the cache lock; a concurrent scrape may render too, harmlessly.
+        let (generation, families) = {
+            let st = self.store.read();
+            (self.store.generation(), snapshot_families(&st))
+        };
+        let bytes = encode(&families);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if generation >= cache.0 {
+            *cache = (generation, bytes.clone());
+        }
+        bytes
+    }
+
+    fn dynamic_part(&self) -> Bytes {
+        let mut families = Vec::new();
+        let mut conns = family(
+            "redshift_exporter_pool_connections",
+            "Sessions in the target's pool, by state.",
+            MetricType::GAUGE,
+        );
+        let mut max = family(
+            "redshift_exporter_pool_max_connections",
+            "Maximum sessions the target's pool may open.",
+            MetricType::GAUGE,
+        );
+        for (name, f) in &self.pools {
+            let s = f();
+            conns
+                .mut_metric()
+                .push(gauge(&[("target", name), ("state", "idle")], s.idle as f64));
+            conns.mut_metric().push(gauge(
+                &[("target", name), ("state", "in_use")],
+                s.in_use as f64,
+            ));
+            max.mut_metric()
+                .push(gauge(&[("target", name)], s.max as f64));
+        }
+        families.push(conns);
+        families.push(max);
+        families.extend(process_families(self.start_time));
+        encode(&families)
+    }
+}
+
+fn encode(families: &[MetricFamily]) -> Bytes {
+    let non_empty: Vec<MetricFamily> = families
+        .iter()
+        .filter(|f| !f.get_metric().is_empty())
+        .cloned()
+        .collect();
+    let mut buf = Vec::with_capacity(4096);
+    // Encoding to memory cannot fail for non-empty, named families.
+    if let Err(e) = TextEncoder::new().encode(&non_empty, &mut buf) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    Bytes::from(buf)
+}
+
+fn family(name: &str, help: &str, t: MetricType) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(t);
+    f
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+fn gauge(pairs: &[(&str, &str)], v: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(v);
+    let mut m = Metric::from_gauge(g);
+    m.set_label(labels(pairs));
+    m
+}
+
+fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
+    let mut c = Counter::default();
+    c.set_value(v);
+    let mut m = Metric::default();
+    m.set_counter(c);
+    m.set_label(labels(pairs));
+    m
+}
+
+/// Data families and the exporter's check/target families.
+fn snapshot_families(st: &State) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+
+    // Data: one family per value column, in check order; every target of the check inside it.
+    let mut seen_checks = std::collections::HashSet::new();
+    for s in &st.slots {
+        if !seen_checks.insert(s.check_index) {
+            continue;
+        }
+        let check = &s.check;
+        for (vi, v) in check.values.iter().enumerate() {
+            let mut f = family(&v.metric, &v.help, MetricType::GAUGE);
+            for sl in st.slots.iter().filter(|x| x.check_index == s.check_index) {
+                let Some(samples) = &sl.samples else { continue };
+                for row in &samples.rows {
+                    let Some(value) = row.values[vi] else {
+                        continue;
+                    };
+                    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(row.labels.len() + 1);
+                    pairs.push(("target", &sl.target));
+                    for (name, val) in check.labels.iter().zip(&row.labels) {
+                        pairs.push((name, val));
+                    }
+                    f.mut_metric().push(gauge(&pairs, value));
+                }
+            }
+            out.push(f);
+        }
+    }
+
+    let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
+    let per_slot = |name: &str, help: &str, value: &dyn Fn(&crate::snapshot::Slot) -> f64| {
+        let mut f = family(name, help, MetricType::GAUGE);
+        for s in applicable() {
+            f.mut_metric().push(gauge(
+                &[("target", &s.target), ("check", &s.check.name)],
+                value(s),
+            ));
+        }
+        f
+    };
+    out.push(per_slot(
+        "redshift_exporter_check_success",
+        "Whether the check's last run succeeded (1) or not (0).",
+        &|s| if s.status.success { 1.0 } else { 0.0 },
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_duration_seconds",
+        "Duration of the check's last run.",
+        &|s| s.status.duration.as_secs_f64(),
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_rows",
+        "Rows returned by the check's last run.",
+        &|s| s.status.rows as f64,
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_last_run_timestamp_seconds",
+        "Start of the check's last run, Unix time (0 before the first run).",
+        &|s| s.status.last_run,
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_last_success_timestamp_seconds",
+        "Start of the check's last successful run, Unix time (0 before the first success).",
+        &|s| s.status.last_success,
+    ));
+
+    let mut runs = family(
+        "redshift_exporter_check_runs_total",
+        "Runs of the check, by result (skipped: the previous run was still going).",
+        MetricType::COUNTER,
+    );
+    let mut errors = family(
+        "redshift_exporter_check_errors_total",
+        "Failed runs of the check, by kind of failure.",
+        MetricType::COUNTER,
+    );
+    let mut sample_errors = family(
+        "redshift_exporter_sample_errors_total",
+        "Values or rows of the check's results that produced no sample, by reason.",
+        MetricType::COUNTER,
+    );
+    let mut files = family(
+        "redshift_exporter_archive_files_total",
+        "CSV files written to the archive.",
+        MetricType::COUNTER,
+    );
+    let mut archive_errors = family(
+        "redshift_exporter_archive_errors_total",
+        "CSV files that could not be written to the archive.",
+        MetricType::COUNTER,
+    );
+    for s in applicable() {
+        let base = [("target", &*s.target), ("check", s.check.name.as_str())];
+        for r in RunResult::ALL {
+            runs.mut_metric().push(counter(
+                &[base[0], base[1], ("result", r.as_str())],
+                s.counters.runs[r as usize] as f64,
+            ));
+        }
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            errors.mut_metric().push(counter(
+                &[base[0], base[1], ("kind", k.as_str())],
+                s.counters.errors[i] as f64,
+            ));
+        }
+        for e in SampleError::ALL {
+            sample_errors.mut_metric().push(counter(
+                &[base[0], base[1], ("reason", e.as_str())],
+                s.counters.sample_errors[e as usize] as f64,
+            ));
+        }
+        files
+            .mut_metric()
+            .push(counter(&base, s.counters.archive_files as f64));
+        archive_errors
+            .mut_metric()
+            .push(counter(&base, s.counters.archive_errors as f64));
+    }
+    out.extend([runs, errors, sample_errors, files, archive_errors]);
+
+    let mut up = family(
+        "redshift_exporter_target_up",
+        "Whether the exporter could last open a session on the target (1) or not (0).",
+        MetricType::GAUGE,
+    );
+    for t in &st.targets {
+        up.mut_metric().push(gauge(
+            &[("target", &t.name)],
+            if t.up == Some(true) { 1.0 } else { 0.0 },
+        ));
+    }
+    out.push(up);
+
+    let mut info = family(
+        "redshift_exporter_build_info",
+        "Build information; the value is always 1.",
+        MetricType::GAUGE,
+    );
+    info.mut_metric()
+        .push(gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0));
+    out.push(info);
+    out
+}
+
+/// The standard `process_*` families, read from `/proc/self`.
+fn process_families(start_time: f64) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    let mut single = |name: &str, help: &str, t: MetricType, v: f64| {
+        let mut f = family(name, help, t);
+        let m = if t == MetricType::COUNTER {
+            counter(&[], v)
+        } else {
+            gauge(&[], v)
+        };
+        f.mut_metric().push(m);
+        out.push(f);
+    };
+    if let Some(stat) = read_stat() {
+        single(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            MetricType::COUNTER,
+            stat.cpu_seconds,
+        );
+        single(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            MetricType::GAUGE,
+            stat.vsize,
+        );
+        single(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            MetricType::GAUGE,
+            stat.rss,
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        single(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            MetricType::GAUGE,
+            fds.count() as f64,
+        );
+    }
+    if let Some(max) = max_fds() {
+        single(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            MetricType::GAUGE,
+            max,
+        );
+    }
+    if start_time > 0.0 {
+        single(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            MetricType::GAUGE,
+            start_time,
+        );
+    }
+    out
+}
+
+struct Stat {
+    cpu_seconds: f64,
+    vsize: f64,
+    rss: f64,
+    start_ticks: f64,
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+fn page_size() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as f64 } else { 4096.0 }
+}
+
+fn read_stat() -> Option<Stat> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
+    // Field numbers from proc(5), minus 3 (pid, comm and state come before `rest[1..]`).
+    let ticks = clock_ticks();
+    Some(Stat {
+        cpu_seconds: (num(11)? + num(12)?) / ticks,
+        start_ticks: num(19)?,
+        vsize: num(20)?,
+        rss: num(21)? * page_size(),
+    })
+}
+
+fn max_fds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+fn process_start_time() -> Option<f64> {
+    let stat = read_stat()?;
+    let uptime_boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: f64 = uptime_boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(btime + stat.start_ticks / clock_ticks())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_metrics_are_read() {
+        let fams = process_families(process_start_time().unwrap());
+        let names: Vec<&str> = fams.iter().map(|f| f.name()).collect();
+        for n in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let rss = fams
+            .iter()
+            .find(|f| f.name() == "process_resident_memory_bytes")
+            .unwrap();
+        assert!(rss.get_metric()[0].get_gauge().get_value() > 1e6);
+    }
+}

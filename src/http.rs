@@ -1,0 +1,232 @@
+//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready` and a landing page at `/`.
+//!
+//! Every handler reads the snapshot (through the exposition's cache); none touches the
+//! database. HTTP/1.1 only, via hyper, with a header read timeout that actually works
+//! (hyper's needs a timer, stack notes §3.6). Shutdown: stop accepting when the token fires;
+//! connections in flight get a short grace period.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::exposition::{CONTENT_TYPE, Exposition};
+use crate::snapshot::Store;
+
+/// What the handlers need.
+pub struct Web {
+    pub exposition: Exposition,
+    pub store: Arc<Store>,
+}
+
+/// Binds the listener; a taken port is a start-up error.
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+/// Serves until `shutdown` fires.
+pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let web = web.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |req| {
+                let web = web.clone();
+                async move { Ok::<_, Infallible>(handle(&web, req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                },
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
+}
+
+fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    match req.uri().path() {
+        "/metrics" => Response::builder()
+            .header(header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(Full::new(web.exposition.render()))
+            .expect("static response parts are valid"),
+        "/-/healthy" => text(StatusCode::OK, "OK\n"),
+        "/-/ready" => {
+            if web.store.ready() {
+                text(StatusCode::OK, "OK\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: waiting for every check's first run\n",
+                )
+            }
+        }
+        "/" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(Full::new(Bytes::from(landing_page(&web.store))))
+            .expect("static response parts are valid"),
+        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("static response parts are valid")
+}
+
+/// A small page: a link to `/metrics` and every check's last status on every target.
+fn landing_page(store: &Store) -> String {
+    let st = store.read();
+    let mut h = String::with_capacity(4096);
+    h.push_str(concat!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Redshift Exporter</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}",
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
+        ".ok{color:#060}.fail{color:#a00}.muted{color:#777}</style></head><body>",
+        "<h1>Redshift Exporter</h1><p><a href=\"/metrics\">Metrics</a> · ",
+        "<a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>"
+    ));
+    let _ = write!(
+        h,
+        "<p class=\"muted\">version {}</p>",
+        env!("CARGO_PKG_VERSION")
+    );
+    h.push_str("<h2>Targets</h2><table><tr><th>Target</th><th>Up</th><th>Deployment</th></tr>");
+    for t in &st.targets {
+        let up = match t.up {
+            Some(true) => "<span class=\"ok\">up</span>",
+            Some(false) => "<span class=\"fail\">down</span>",
+            None => "<span class=\"muted\">not tried yet</span>",
+        };
+        let dep = t
+            .deployment
+            .map(|d| d.as_str())
+            .unwrap_or("not detected yet");
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{up}</td><td>{dep}</td></tr>",
+            esc(&t.name)
+        );
+    }
+    h.push_str(
+        "</table><h2>Checks</h2><table><tr><th>Check</th><th>Target</th><th>Schedule</th>\
+         <th>Status</th><th>Last run (UTC)</th><th>Duration</th><th>Rows</th><th>Detail</th></tr>",
+    );
+    for s in &st.slots {
+        let (status, detail) = if let Some(why) = &s.not_applicable {
+            ("<span class=\"muted\">skipped</span>".to_string(), esc(why))
+        } else if !s.status.ran {
+            (
+                "<span class=\"muted\">pending</span>".to_string(),
+                String::new(),
+            )
+        } else if s.status.success {
+            let file = s
+                .last_file
+                .as_ref()
+                .map(|p| format!("last CSV: {}", esc(&p.display().to_string())))
+                .unwrap_or_default();
+            ("<span class=\"ok\">ok</span>".to_string(), file)
+        } else {
+            let e = s.status.last_error.as_ref();
+            (
+                format!(
+                    "<span class=\"fail\">{}</span>",
+                    e.map(|e| e.kind.as_str()).unwrap_or("error")
+                ),
+                e.map(|e| esc(&e.message)).unwrap_or_default(),
+            )
+        };
+        let last = if s.status.last_run > 0.0 {
+            chrono::DateTime::from_timestamp(s.status.last_run as i64, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            h,
+            "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{status}</td><td>{last}</td><td>{:.3}s</td><td>{}</td><td>{detail}</td></tr>",
+            esc(&s.check.help),
+            esc(&s.check.name),
+            esc(&s.target),
+            esc(&s.check.schedule.to_string()),
+            s.status.duration.as_secs_f64(),
+            s.status.rows,
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The address actually bound, for logs and tests (port 0 → the chosen port).
+pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
+    l.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            super::esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! redshift-exporter: runs health-check SQL against Amazon Redshift (or anything speaking the
+//! PostgreSQL wire protocol), exposes each result's rows as Prometheus gauges and archives
+//! them as CSV. See ARCHITECTURE.md for the codemap and invariants.
+//!
+//! Data flows one way: [`config`] → [`schedule`] → [`check`] ([`db`]) → [`sample`] →
+//! [`snapshot`] → [`exposition`] / [`http`], and → [`archive`]. [`app`] wires them together;
+//! [`cli`] maps command lines to [`app`] calls and results to exit codes.
+
+pub mod app;
+pub mod archive;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod exposition;
+pub mod http;
+pub mod logging;
+pub mod sample;
+pub mod schedule;
+pub mod snapshot;

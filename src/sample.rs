@@ -1,0 +1,269 @@
+//! Pure mapping of a query result to samples: label columns → label values, value columns →
+//! numbers. No I/O, no database types, no Prometheus types: a [`ResultSet`] of text in, a
+//! [`Samples`] out, so the rules can be tested (and fuzzed) in isolation.
+//!
+//! The rules:
+//! - values arrive as text (simple query protocol); `t`/`true` → 1, `f`/`false` → 0, anything
+//!   `f64` parses after trimming whitespace (including `NaN`, `Infinity`, `-Infinity`) is kept;
+//!   NULL and anything else is skipped and counted, and the rest of the row still counts;
+//! - label values lose trailing blanks (Redshift's `character(n)` pads them); NULL → `""`;
+//! - the first row with a given label set wins; later duplicates are dropped and counted;
+//! - at most `max_series` series (rows × value columns) are kept; the rest are counted.
+
+use crate::config::CheckConfig;
+
+/// A query result in text form, as the archive and the sampler both need it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultSet {
+    /// Column names in result order.
+    pub columns: Vec<String>,
+    /// Rows of nullable text values, one per column.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// One result row reduced to what `/metrics` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    /// Values of the check's label columns, in the check's `labels` order.
+    pub labels: Vec<String>,
+    /// One entry per value column of the check; `None` where the value was skipped.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Why a sample was not produced; a small closed set, used as a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleError {
+    Null,
+    NotANumber,
+    DuplicateLabels,
+    SeriesLimit,
+}
+
+impl SampleError {
+    pub const ALL: [SampleError; 4] = [
+        SampleError::Null,
+        SampleError::NotANumber,
+        SampleError::DuplicateLabels,
+        SampleError::SeriesLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleError::Null => "null",
+            SampleError::NotANumber => "not_a_number",
+            SampleError::DuplicateLabels => "duplicate_labels",
+            SampleError::SeriesLimit => "series_limit",
+        }
+    }
+}
+
+/// The samples of one run of one check on one target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    pub rows: Vec<SampleRow>,
+    /// Counts indexed like [`SampleError::ALL`].
+    pub errors: [u64; 4],
+}
+
+impl Samples {
+    pub fn error_count(&self, e: SampleError) -> u64 {
+        self.errors[e as usize]
+    }
+    /// Number of series that will be exposed.
+    pub fn series(&self) -> usize {
+        self.rows
+            .iter()
+            .map(|r| r.values.iter().filter(|v| v.is_some()).count())
+            .sum()
+    }
+}
+
+/// The result lacks columns the check maps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the result has no column{} {}; it has: {}", if .missing.len() == 1 { "" } else { "s" }, .missing.join(", "), .present.join(", "))]
+pub struct MissingColumns {
+    pub missing: Vec<String>,
+    pub present: Vec<String>,
+}
+
+/// Maps a result to samples according to the check's `labels` and `values`.
+pub fn map(check: &CheckConfig, result: &ResultSet) -> Result<Samples, MissingColumns> {
+    let position = |name: &str| result.columns.iter().position(|c| c == name);
+    let mut missing = Vec::new();
+    let mut index = |name: &str| {
+        position(name).unwrap_or_else(|| {
+            missing.push(name.to_string());
+            usize::MAX
+        })
+    };
+    let label_ix: Vec<usize> = check.labels.iter().map(|l| index(l)).collect();
+    let value_ix: Vec<usize> = check.values.iter().map(|v| index(&v.column)).collect();
+    if !missing.is_empty() {
+        return Err(MissingColumns {
+            missing,
+            present: result.columns.clone(),
+        });
+    }
+
+    let mut out = Samples::default();
+    let mut seen = std::collections::HashSet::with_capacity(result.rows.len());
+    let mut series = 0usize;
+    let per_row = value_ix.len().max(1);
+    for row in &result.rows {
+        let labels: Vec<String> = label_ix
+            .iter()
+            .map(|&i| label_value(row.get(i).and_then(|v| v.as_deref())))
+            .collect();
+        if seen.contains(&labels) {
+            out.errors[SampleError::DuplicateLabels as usize] += 1;
+            continue;
+        }
+        if series + per_row > check.max_series {
+            out.errors[SampleError::SeriesLimit as usize] += 1;
+            continue;
+        }
+        let values: Vec<Option<f64>> = value_ix
+            .iter()
+            .map(|&i| match row.get(i).and_then(|v| v.as_deref()) {
+                None => {
+                    out.errors[SampleError::Null as usize] += 1;
+                    None
+                }
+                Some(text) => match parse_value(text) {
+                    Some(v) => Some(v),
+                    None => {
+                        out.errors[SampleError::NotANumber as usize] += 1;
+                        None
+                    }
+                },
+            })
+            .collect();
+        series += per_row;
+        seen.insert(labels.clone());
+        out.rows.push(SampleRow { labels, values });
+    }
+    Ok(out)
+}
+
+/// Text → number, as documented in the module header.
+pub fn parse_value(text: &str) -> Option<f64> {
+    let t = text.trim();
+    match t {
+        "t" | "true" | "TRUE" => Some(1.0),
+        "f" | "false" | "FALSE" => Some(0.0),
+        "" => None,
+        _ => t.parse::<f64>().ok(),
+    }
+}
+
+/// Label text as exposed: trailing blanks of `character(n)` removed, NULL as empty.
+pub fn label_value(v: Option<&str>) -> String {
+    v.map(|s| s.trim_end_matches(' ').to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, CheckConfig};
+
+    fn check(labels: &[&str], values: &[&str], max_series: usize) -> CheckConfig {
+        let text = format!(
+            "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nlabels = {labels:?}\nvalues = {values:?}\nmax_series = {max_series}\n"
+        );
+        let cfg = config::parse(&text, |_| None).unwrap();
+        (*cfg.checks[0]).clone()
+    }
+
+    fn rs(columns: &[&str], rows: &[&[Option<&str>]]) -> ResultSet {
+        ResultSet {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn maps_labels_and_values_in_config_order() {
+        let c = check(&["db", "usr"], &["n", "secs"], 100);
+        let r = rs(
+            &["secs", "usr", "n", "db", "extra"],
+            &[&[
+                Some("2.5"),
+                Some("alice     "),
+                Some("3"),
+                Some("dev"),
+                Some("x"),
+            ]],
+        );
+        let s = map(&c, &r).unwrap();
+        assert_eq!(
+            s.rows,
+            vec![SampleRow {
+                labels: vec!["dev".into(), "alice".into()],
+                values: vec![Some(3.0), Some(2.5)],
+            }]
+        );
+        assert_eq!(s.errors, [0; 4]);
+    }
+
+    #[test]
+    fn null_and_text_values_are_skipped_and_counted_rest_of_row_counts() {
+        let c = check(&["k"], &["a", "b", "c"], 100);
+        let r = rs(
+            &["k", "a", "b", "c"],
+            &[
+                &[Some("x"), None, Some("abc"), Some("7")],
+                &[None, Some("t"), Some("f"), Some(" 1e3 ")],
+            ],
+        );
+        let s = map(&c, &r).unwrap();
+        assert_eq!(s.rows[0].values, vec![None, None, Some(7.0)]);
+        assert_eq!(s.rows[1].labels, vec![String::new()]);
+        assert_eq!(s.rows[1].values, vec![Some(1.0), Some(0.0), Some(1000.0)]);
+        assert_eq!(s.error_count(SampleError::Null), 1);
+        assert_eq!(s.error_count(SampleError::NotANumber), 1);
+        assert_eq!(s.series(), 4);
+    }
+
+    #[test]
+    fn duplicates_first_wins_and_series_cap() {
+        let c = check(&["k"], &["v"], 2);
+        let r = rs(
+            &["k", "v"],
+            &[
+                &[Some("a"), Some("1")],
+                &[Some("a  "), Some("2")],
+                &[Some("b"), Some("3")],
+                &[Some("c"), Some("4")],
+            ],
+        );
+        let s = map(&c, &r).unwrap();
+        assert_eq!(s.rows.len(), 2);
+        assert_eq!(s.rows[0].values, vec![Some(1.0)]);
+        assert_eq!(s.error_count(SampleError::DuplicateLabels), 1);
+        assert_eq!(s.error_count(SampleError::SeriesLimit), 1);
+    }
+
+    #[test]
+    fn missing_columns_are_an_error_naming_them() {
+        let c = check(&["k"], &["v"], 10);
+        let e = map(&c, &rs(&["x"], &[])).unwrap_err();
+        assert_eq!(e.missing, vec!["k".to_string(), "v".to_string()]);
+        assert!(e.to_string().contains("no columns k, v"), "{e}");
+    }
+
+    #[test]
+    fn odd_numbers() {
+        assert_eq!(parse_value("NaN").map(f64::is_nan), Some(true));
+        assert_eq!(parse_value("Infinity"), Some(f64::INFINITY));
+        assert_eq!(parse_value("-Infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_value("1e308"), Some(1e308));
+        assert_eq!(parse_value("-0").map(|v| v.is_sign_negative()), Some(true));
+        assert_eq!(parse_value(""), None);
+        assert_eq!(parse_value("1 2"), None);
+        assert_eq!(parse_value("12abc"), None);
+    }
+}

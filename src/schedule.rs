@@ -1,0 +1,346 @@
+//! When checks run, and what happens around each run.
+//!
+//! [`Runner`] owns one run of one slot (check × target): the overlap guard (a tick that finds
+//! the previous run still going is skipped and counted), flavour gating, executing the check,
+//! mapping rows to samples, recording the result in the snapshot and handing non-empty
+//! results to the archive on a task of their own. [`Scheduler`] fires runs: once right after
+//! start-up, then on each check's interval or cron schedule via tokio-cron-scheduler (UTC),
+//! with a guard against catch-up bursts after a stall.
+//!
+//! Shutdown: [`Runner::drain`] stops new runs, waits for running ones up to the drain
+//! timeout, then cancels the rest server-side, and waits for archive writes.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinHandle;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::archive::Archiver;
+use crate::check;
+use crate::config::{Config, Schedule};
+use crate::db::{CheckError, ErrorKind, Target};
+use crate::sample;
+use crate::snapshot::{RunRecord, Store};
+
+/// What one run produced, for `once` and tests.
+#[derive(Debug)]
+pub struct Report {
+    pub slot: usize,
+    pub duration: Duration,
+    pub rows: u64,
+    /// `Err` with the reason the run failed; `Ok(None)` when the check does not apply.
+    pub outcome: Result<Option<()>, CheckError>,
+    /// The archive write, when one was started.
+    pub archive: Option<JoinHandle<Option<PathBuf>>>,
+}
+
+/// Runs slots and records their outcome.
+pub struct Runner {
+    pub config: Arc<Config>,
+    pub targets: Vec<Arc<Target>>,
+    pub store: Arc<Store>,
+    archiver: Option<Archiver>,
+    /// Per slot: set while a run is in flight (the overlap guard).
+    running: Vec<AtomicBool>,
+    /// Per slot: milliseconds since `epoch` of the last scheduled start (catch-up guard).
+    last_start: Vec<AtomicU64>,
+    epoch: Instant,
+    /// Cancels in-flight runs (server-side) once the drain timeout has passed.
+    cancel: CancellationToken,
+    /// In-flight runs.
+    runs: TaskTracker,
+    /// In-flight archive writes.
+    writes: TaskTracker,
+    /// Set when shutdown began; no new runs start after it.
+    stopping: AtomicBool,
+    /// Guards flavour detection so only one run per target probes at a time.
+    detecting: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Runner {
+    pub fn new(config: Arc<Config>, targets: Vec<Arc<Target>>, store: Arc<Store>) -> Arc<Self> {
+        let n = store.read().slots.len();
+        let archiver = config.exporter.archive_dir.clone().map(Archiver::new);
+        Arc::new(Runner {
+            detecting: targets
+                .iter()
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            config,
+            targets,
+            store,
+            archiver,
+            running: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            last_start: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+            cancel: CancellationToken::new(),
+            runs: TaskTracker::new(),
+            writes: TaskTracker::new(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    pub fn slot_count(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Starts a run of `slot` on its own task unless one is in flight (then counts a skip).
+    /// `min_gap` is the catch-up guard: a tick sooner than that after the previous start
+    /// is a burst after a stall and is dropped.
+    pub fn spawn(self: &Arc<Self>, slot: usize, min_gap: Option<Duration>) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        if let Some(gap) = min_gap {
+            let last = self.last_start[slot].load(Ordering::Acquire);
+            if last != 0 && now_ms.saturating_sub(last) < gap.as_millis() as u64 {
+                tracing::debug!(slot, "tick dropped: catch-up after a stall");
+                return;
+            }
+        }
+        if self.running[slot].swap(true, Ordering::AcqRel) {
+            let (check, target) = self.names(slot);
+            tracing::warn!(%check, %target, "previous run still going; this run is skipped");
+            self.store.record_skip(slot);
+            return;
+        }
+        self.last_start[slot].store(now_ms.max(1), Ordering::Release);
+        let me = self.clone();
+        self.runs.spawn(async move {
+            let _ = me.run(slot).await;
+            me.running[slot].store(false, Ordering::Release);
+        });
+    }
+
+    fn names(&self, slot: usize) -> (String, String) {
+        let st = self.store.read();
+        let s = &st.slots[slot];
+        (s.check.name.clone(), s.target.to_string())
+    }
+
+    /// Runs `slot` once, now, and records the outcome.
+    pub async fn run(self: &Arc<Self>, slot: usize) -> Report {
+        let (check, target_index, target_name) = {
+            let st = self.store.read();
+            let s = &st.slots[slot];
+            (s.check.clone(), s.target_index, s.target.clone())
+        };
+        let target = self.targets[target_index].clone();
+        let span = tracing::info_span!("check", check = %check.name, target = %target_name);
+        async move {
+            let started = SystemTime::now();
+            let t0 = Instant::now();
+
+            // Which flavour is this target? Detected once, at the first successful connect.
+            let deployment = self.store.read().targets[target_index].deployment;
+            let deployment = match deployment {
+                Some(d) => Some(d),
+                None => self.detect(target_index, check.timeout).await,
+            };
+            if let Some(d) = deployment {
+                if !check.applies_to(d) {
+                    return Report {
+                        slot,
+                        duration: Duration::ZERO,
+                        rows: 0,
+                        outcome: Ok(None),
+                        archive: None,
+                    };
+                }
+            }
+
+            let result = check::execute(&target, &check, &self.cancel).await;
+            let duration = t0.elapsed();
+            let mut archive = None;
+            let (record, rows, outcome) = match result.and_then(|rs| {
+                sample::map(&check, &rs)
+                    .map(|s| (rs, s))
+                    .map_err(|e| CheckError::new(ErrorKind::Columns, e.to_string()))
+            }) {
+                Ok((rs, samples)) => {
+                    let rows = rs.rows.len() as u64;
+                    for e in sample::SampleError::ALL {
+                        let n = samples.error_count(e);
+                        if n > 0 {
+                            tracing::warn!(reason = e.as_str(), count = n, "values skipped");
+                        }
+                    }
+                    tracing::debug!(rows, duration_ms = duration.as_millis() as u64, "check succeeded");
+                    if rows == 0 {
+                        tracing::warn!(check = %check.name, target = %target_name, "check returned no rows; no CSV written");
+                    } else if let (Some(a), true) = (&self.archiver, check.archive) {
+                        archive = Some(self.spawn_archive(a.clone(), slot, &target_name, &check.name, started, rs));
+                    }
+                    (Ok((rows, samples)), rows, Ok(Some(())))
+                }
+                Err(e) => {
+                    tracing::warn!(check = %check.name, target = %target_name, kind = e.kind.as_str(), error = %e.message, "check failed");
+                    (Err(e.clone()), 0, Err(e))
+                }
+            };
+            self.store.record_run(slot, RunRecord { started, duration, outcome: record });
+            Report { slot, duration, rows, outcome, archive }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn spawn_archive(
+        self: &Arc<Self>,
+        archiver: Archiver,
+        slot: usize,
+        target: &str,
+        check: &str,
+        started: SystemTime,
+        rs: sample::ResultSet,
+    ) -> JoinHandle<Option<PathBuf>> {
+        let store = self.store.clone();
+        let (target, check) = (target.to_string(), check.to_string());
+        self.writes.spawn(async move {
+            match archiver.write(&target, &check, started, &rs).await {
+                Ok(path) => {
+                    tracing::debug!(%check, %target, path = %path.display(), rows = rs.rows.len(), "CSV written");
+                    store.record_archive(slot, Ok(path.clone()));
+                    Some(path)
+                }
+                Err(e) => {
+                    tracing::error!(%check, %target, error = %e, "archive write failed");
+                    store.record_archive(slot, Err(()));
+                    None
+                }
+            }
+        })
+    }
+
+    /// Detects the target's flavour; `None` when the database cannot be reached now.
+    async fn detect(
+        &self,
+        target_index: usize,
+        deadline: Duration,
+    ) -> Option<crate::config::Deployment> {
+        let _guard = self.detecting[target_index].lock().await;
+        if let Some(d) = self.store.read().targets[target_index].deployment {
+            return Some(d);
+        }
+        let target = &self.targets[target_index];
+        match target.detect_deployment(deadline).await {
+            Ok(d) => {
+                tracing::info!(target = %target.config.name, deployment = d.as_str(), "detected deployment");
+                self.store.set_deployment(target_index, d);
+                self.log_gating(target_index);
+                Some(d)
+            }
+            Err(e) => {
+                tracing::debug!(target = %target.config.name, error = %e, "deployment not detected yet");
+                None
+            }
+        }
+    }
+
+    /// Logs which checks a target runs and which it skips, and why.
+    pub fn log_gating(&self, target_index: usize) {
+        let st = self.store.read();
+        for s in st.slots.iter().filter(|s| s.target_index == target_index) {
+            if let Some(why) = &s.not_applicable {
+                tracing::info!(check = %s.check.name, target = %s.target, reason = %why, "check skipped on this target");
+            }
+        }
+    }
+
+    /// Stops new runs, waits for running ones up to `drain`, cancels the rest server-side,
+    /// then waits for archive writes.
+    pub async fn drain(&self, drain: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        self.runs.close();
+        if tokio::time::timeout(drain, self.runs.wait()).await.is_err() {
+            tracing::warn!(
+                running = self.runs.len(),
+                "drain timeout passed; cancelling running checks"
+            );
+            self.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.runs.wait()).await;
+        }
+        self.writes.close();
+        if tokio::time::timeout(Duration::from_secs(60), self.writes.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("archive writes did not finish within 60s");
+        }
+    }
+}
+
+/// Fires runs on each check's schedule.
+pub struct Scheduler {
+    inner: Mutex<Option<JobScheduler>>,
+}
+
+impl Scheduler {
+    /// Runs every slot once now, then registers one job per check.
+    pub async fn start(
+        runner: &Arc<Runner>,
+    ) -> Result<Self, tokio_cron_scheduler::JobSchedulerError> {
+        for slot in 0..runner.slot_count() {
+            runner.spawn(slot, None);
+        }
+        let sched = JobScheduler::new().await?;
+        let config = runner.config.clone();
+        for (ci, check) in config.checks.iter().enumerate() {
+            let slots: Arc<[usize]> = runner
+                .store
+                .read()
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.check_index == ci)
+                .map(|(i, _)| i)
+                .collect();
+            let r = runner.clone();
+            let job = match &check.schedule {
+                Schedule::Interval(every) => {
+                    let gap = *every / 2;
+                    Job::new_repeated_async(*every, move |_, _| {
+                        let (r, slots) = (r.clone(), slots.clone());
+                        Box::pin(async move {
+                            for &s in slots.iter() {
+                                r.spawn(s, Some(gap));
+                            }
+                        })
+                    })?
+                }
+                Schedule::Cron(expr) => {
+                    Job::new_async_tz(expr.as_str(), chrono::Utc, move |_, _| {
+                        let (r, slots) = (r.clone(), slots.clone());
+                        Box::pin(async move {
+                            for &s in slots.iter() {
+                                r.spawn(s, Some(Duration::from_millis(900)));
+                            }
+                        })
+                    })?
+                }
+            };
+            sched.add(job).await?;
+        }
+        sched.start().await?;
+        Ok(Scheduler {
+            inner: Mutex::new(Some(sched)),
+        })
+    }
+
+    /// Stops firing; running checks are not touched.
+    pub async fn stop(&self) {
+        let sched = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut s) = sched {
+            if let Err(e) = s.shutdown().await {
+                tracing::warn!(error = %e, "scheduler shutdown reported an error");
+            }
+        }
+    }
+}

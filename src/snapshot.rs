@@ -1,0 +1,278 @@
+//! The latest state of every check on every target: what `/metrics`, `/-/ready` and the
+//! landing page show. Runs write it; scrapes only read it, so serving never touches the
+//! database.
+//!
+//! A *slot* is one (check, target) pair. Each slot keeps its last run's status, its samples
+//! (replaced whole by every run, so vanished rows vanish; removed by a failed run) and its
+//! counters. Every change bumps a generation number, which lets the exposition render once
+//! per change and serve cached bytes in between.
+//!
+//! Knows checks' configuration and the closed label sets of `db` and `sample`; knows nothing
+//! about Prometheus, HTTP, CSV or the database driver.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::{CheckConfig, Config, Deployment};
+use crate::db::{CheckError, ErrorKind};
+use crate::sample::{SampleError, Samples};
+
+/// How a run ended; the `result` label of `runs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Success,
+    Error,
+    Timeout,
+    Skipped,
+}
+
+impl RunResult {
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Success,
+        RunResult::Error,
+        RunResult::Timeout,
+        RunResult::Skipped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Error => "error",
+            RunResult::Timeout => "timeout",
+            RunResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// Monotonic counters of one slot.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Indexed like [`RunResult::ALL`].
+    pub runs: [u64; 4],
+    /// Indexed like [`ErrorKind::ALL`].
+    pub errors: [u64; 7],
+    /// Indexed like [`SampleError::ALL`].
+    pub sample_errors: [u64; 4],
+    pub archive_files: u64,
+    pub archive_errors: u64,
+}
+
+/// The last run of one slot.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// False until the first run finished (readiness).
+    pub ran: bool,
+    pub success: bool,
+    pub duration: Duration,
+    pub rows: u64,
+    /// Unix seconds of the last run's start; 0 before the first run.
+    pub last_run: f64,
+    /// Unix seconds of the last successful run's start; 0 before the first success.
+    pub last_success: f64,
+    /// Why the last run failed, if it did.
+    pub last_error: Option<CheckError>,
+}
+
+/// One (check, target) pair.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub check: Arc<CheckConfig>,
+    pub check_index: usize,
+    pub target_index: usize,
+    pub target: Arc<str>,
+    pub status: Status,
+    /// Samples of the last successful run; `None` after a failed run.
+    pub samples: Option<Arc<Samples>>,
+    pub counters: Counters,
+    /// The last CSV written, for the landing page.
+    pub last_file: Option<PathBuf>,
+    /// Set when the check does not apply to the target's deployment: the reason.
+    pub not_applicable: Option<String>,
+}
+
+/// What is known about a target.
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    pub name: Arc<str>,
+    /// `None` until the first connection attempt.
+    pub up: Option<bool>,
+    pub deployment: Option<Deployment>,
+}
+
+/// Everything the readers see.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub slots: Vec<Slot>,
+    pub targets: Vec<TargetState>,
+}
+
+/// A finished run, as recorded.
+#[derive(Debug)]
+pub struct RunRecord {
+    pub started: SystemTime,
+    pub duration: Duration,
+    pub outcome: Result<(u64, Samples), CheckError>,
+}
+
+/// The shared store.
+pub struct Store {
+    state: RwLock<State>,
+    generation: AtomicU64,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Store {
+    /// One slot per check and each of its targets, in check order.
+    pub fn new(config: &Config) -> Self {
+        let targets: Vec<TargetState> = config
+            .targets
+            .iter()
+            .map(|t| TargetState {
+                name: Arc::from(t.name.as_str()),
+                up: None,
+                deployment: t.deployment,
+            })
+            .collect();
+        let mut slots = Vec::new();
+        for (ci, check) in config.checks.iter().enumerate() {
+            for &ti in &check.targets {
+                slots.push(Slot {
+                    check: check.clone(),
+                    check_index: ci,
+                    target_index: ti,
+                    target: targets[ti].name.clone(),
+                    status: Status::default(),
+                    samples: None,
+                    counters: Counters::default(),
+                    last_file: None,
+                    not_applicable: None,
+                });
+            }
+        }
+        Store {
+            state: RwLock::new(State { slots, targets }),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes whenever anything readers can see changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn write(&self, f: impl FnOnce(&mut State)) {
+        let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the slot's status and samples with a finished run's.
+    pub fn record_run(&self, slot: usize, run: RunRecord) {
+        self.write(|s| {
+            let target_index = s.slots[slot].target_index;
+            let sl = &mut s.slots[slot];
+            let started = unix(run.started);
+            sl.status.ran = true;
+            sl.status.duration = run.duration;
+            sl.status.last_run = started;
+            match run.outcome {
+                Ok((rows, samples)) => {
+                    sl.status.success = true;
+                    sl.status.rows = rows;
+                    sl.status.last_success = started;
+                    sl.status.last_error = None;
+                    sl.counters.runs[RunResult::Success as usize] += 1;
+                    for e in SampleError::ALL {
+                        sl.counters.sample_errors[e as usize] += samples.error_count(e);
+                    }
+                    sl.samples = Some(Arc::new(samples));
+                    s.targets[target_index].up = Some(true);
+                }
+                Err(err) => {
+                    sl.status.success = false;
+                    sl.status.rows = 0;
+                    sl.samples = None;
+                    let result = if err.kind == ErrorKind::Timeout {
+                        RunResult::Timeout
+                    } else {
+                        RunResult::Error
+                    };
+                    sl.counters.runs[result as usize] += 1;
+                    let ki = ErrorKind::ALL
+                        .iter()
+                        .position(|k| *k == err.kind)
+                        .unwrap_or(0);
+                    sl.counters.errors[ki] += 1;
+                    if err.kind.target_down() {
+                        s.targets[target_index].up = Some(false);
+                    } else if matches!(err.kind, ErrorKind::Query | ErrorKind::Columns) {
+                        s.targets[target_index].up = Some(true);
+                    }
+                    sl.status.last_error = Some(err);
+                }
+            }
+        });
+    }
+
+    /// A tick found the previous run still going.
+    pub fn record_skip(&self, slot: usize) {
+        self.write(|s| s.slots[slot].counters.runs[RunResult::Skipped as usize] += 1);
+    }
+
+    /// An archive write finished.
+    pub fn record_archive(&self, slot: usize, result: Result<PathBuf, ()>) {
+        self.write(|s| {
+            let sl = &mut s.slots[slot];
+            match result {
+                Ok(p) => {
+                    sl.counters.archive_files += 1;
+                    sl.last_file = Some(p);
+                }
+                Err(()) => sl.counters.archive_errors += 1,
+            }
+        });
+    }
+
+    /// Records whether a target could be reached outside of a check run.
+    pub fn set_target_up(&self, target: usize, up: bool) {
+        if self.read().targets[target].up != Some(up) {
+            self.write(|s| s.targets[target].up = Some(up));
+        }
+    }
+
+    /// Records a target's detected flavour and marks the checks that do not apply.
+    pub fn set_deployment(&self, target: usize, d: Deployment) {
+        self.write(|s| {
+            s.targets[target].deployment = Some(d);
+            for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
+                sl.not_applicable = (!sl.check.applies_to(d)).then(|| {
+                    let wants: Vec<&str> =
+                        sl.check.deployments.iter().map(|d| d.as_str()).collect();
+                    format!(
+                        "check applies to {}; target is {}",
+                        wants.join(" and "),
+                        d.as_str()
+                    )
+                });
+            }
+        });
+    }
+
+    /// True once every applicable slot has finished a run.
+    pub fn ready(&self) -> bool {
+        self.read()
+            .slots
+            .iter()
+            .all(|s| s.status.ran || s.not_applicable.is_some())
+    }
+}
