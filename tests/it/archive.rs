@@ -205,8 +205,8 @@ async fn no_temporary_files_are_left_behind() {
     let work = WorkDir::new();
     let checks = check_toml(
         "many",
-        "SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 2000) g",
-        "labels = [\"id\"]\nvalues = [\"id\"]\ninterval = \"1s\"",
+        "SELECT g AS id, g AS n, md5(g::text) AS h FROM generate_series(1, 2000) g",
+        "labels = [\"id\"]\nvalues = [\"n\"]\ninterval = \"1s\"",
     );
     let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
     let mut d = Daemon::start(&cfg).await;
