@@ -26,8 +26,11 @@ async fn all_ran(d: &Daemon) -> Metrics {
     d.wait_metrics("every check to finish a run", secs(10), |m| {
         ["escapes", "named", "nulls", "broken"]
             .iter()
-            .all(|c| m.check_value(SUCCESS, c).is_some() && m.check_value(LAST_RUN, c).is_some())
+            .all(|c| m.check_value(LAST_RUN, c).unwrap_or(0.0) > 0.0)
             && m.check_value(SUCCESS, "escapes") == Some(1.0)
+            && m.check_value_with(ERRORS, "broken", "kind", "query")
+                .unwrap_or(0.0)
+                >= 1.0
     })
     .await
 }

@@ -45,6 +45,15 @@ async fn database_stopped_and_restarted_while_running() {
         )
         .await;
     assert!(
+        m.check_value_with(RUNS, "alive", "result", "error")
+            .unwrap_or(0.0)
+            + m.check_value_with(RUNS, "alive", "result", "timeout")
+                .unwrap_or(0.0)
+            >= 1.0,
+        "runs while the database is down are counted as failed:\n{}",
+        m.lines_with(RUNS)
+    );
+    assert!(
         m.find("itest_alive_v", &[]).is_empty(),
         "no stale data while the database is down:\n{}",
         m.lines_with("itest_alive")
@@ -84,8 +93,11 @@ async fn daemon_started_while_the_database_is_down_recovers() {
     let cfg = alive_config(&work, &db);
     let mut d = Daemon::start(&cfg).await;
     let m = d
-        .wait_metrics("target_up 0 while the database is down", secs(10), |m| {
+        .wait_metrics("a failed connect attempt and target_up 0", secs(10), |m| {
             m.get(TARGET_UP, UP) == Some(0.0)
+                && m.check_value_with(ERRORS, "alive", "kind", "connect")
+                    .unwrap_or(0.0)
+                    >= 1.0
         })
         .await;
     assert_ne!(
