@@ -325,3 +325,49 @@ async fn unwritable_archive_keeps_metrics_and_counts_errors() {
     );
     assert_eq!(d.get("/-/healthy").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_can_be_switched_off_per_check_and_globally() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let checks = check_toml("kept", "SELECT 1 AS v", "values = [\"v\"]")
+        + &check_toml(
+            "unarchived",
+            "SELECT 1 AS v",
+            "values = [\"v\"]\narchive = false",
+        );
+    let per_check = work.write("per_check.toml", &config_toml(&work, &db, &checks));
+    let out = once(&per_check, &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert_eq!(
+        walk(&work.archive().join("main").join("kept")).len(),
+        1,
+        "{}",
+        out.dump()
+    );
+    assert!(
+        walk(&work.archive().join("main").join("unarchived")).is_empty(),
+        "archive = false on the check:\n{}",
+        out.dump()
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ok check=unarchived "))
+        .unwrap_or_else(|| panic!("{}", out.dump()));
+    assert!(
+        !line.contains("file="),
+        "no file for an unarchived check: {line}"
+    );
+
+    let off = work.path().join("off");
+    let global =
+        exporter_toml(&off, "archive = false") + "\n" + &db.target_toml("main", "") + &checks;
+    let out = once(&work.write("global.toml", &global), &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert!(
+        walk(&off).is_empty(),
+        "[exporter] archive = false:\n{}",
+        out.dump()
+    );
+}

@@ -445,3 +445,35 @@ async fn port_already_taken_exits_two() {
     );
     drop(holder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_config_flag_means_run() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let cfg = work.write(
+        "checks.toml",
+        &config_toml(
+            &work,
+            &db,
+            &check_toml("bare", "SELECT 4 AS v", "values = [\"v\"]"),
+        ),
+    );
+    let args: Vec<String> = [
+        "--config",
+        &cfg.to_string_lossy(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut d = Daemon::spawn_raw(&args, &[]);
+    d.wait_listening(secs(15)).await;
+    d.wait_metrics("the check to run", secs(10), |m| {
+        m.get("itest_bare_v", &[("target", "main")]) == Some(4.0)
+    })
+    .await;
+    d.sigterm();
+    assert_eq!(d.wait_exit(secs(15)).await.code(), Some(0));
+}

@@ -281,3 +281,121 @@ async fn null_and_text_values_are_skipped_and_counted() {
         m.lines_with("nt")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_run_on_every_target_unless_restricted() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "")
+        + "\n"
+        + &db.target_toml("main", "")
+        + "\n"
+        + &db.target_toml("second", "")
+        + "\n"
+        + &check_toml("everywhere", "SELECT 1 AS v", "values = [\"v\"]")
+        + &check_toml(
+            "only_second",
+            "SELECT 2 AS v",
+            "values = [\"v\"]\ntargets = [\"second\"]",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let d = Daemon::start(&cfg).await;
+    let second = ("target", "second");
+    let m = d
+        .wait_metrics("all three check × target pairs", secs(10), |m| {
+            m.get("itest_everywhere_v", &[T]) == Some(1.0)
+                && m.get("itest_everywhere_v", &[second]) == Some(1.0)
+                && m.get("itest_only_second_v", &[second]) == Some(2.0)
+        })
+        .await;
+    assert!(
+        m.find("itest_only_second_v", &[T]).is_empty(),
+        "only_second must not run on main:\n{}",
+        m.lines_with("only_second")
+    );
+    assert!(
+        m.find(SUCCESS, &[T, ("check", "only_second")]).is_empty(),
+        "no self metrics for a pair that does not exist:\n{}",
+        m.lines_with("only_second")
+    );
+    assert_eq!(
+        m.get(SUCCESS, &[second, ("check", "only_second")]),
+        Some(1.0)
+    );
+    assert_eq!(m.get(TARGET_UP, &[second]), Some(1.0));
+    d.wait_metrics("archives for both targets", secs(5), |m| {
+        m.get(ARCHIVE_FILES, &[second, ("check", "only_second")])
+            .unwrap_or(0.0)
+            >= 1.0
+            && m.get(ARCHIVE_FILES, &[T, ("check", "everywhere")])
+                .unwrap_or(0.0)
+                >= 1.0
+    })
+    .await;
+    assert!(work.archive().join("second").join("only_second").is_dir());
+    assert!(work.archive().join("main").join("everywhere").is_dir());
+    assert!(!work.archive().join("main").join("only_second").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_value_column_fails_the_run_as_columns() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let checks = check_toml("cols", "SELECT 1 AS v", "values = [\"v\", \"missing_col\"]");
+    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
+    let d = Daemon::start(&cfg).await;
+    let m = d
+        .wait_metrics("a columns error", secs(10), |m| {
+            m.check_value_with(ERRORS, "cols", "kind", "columns")
+                .unwrap_or(0.0)
+                >= 1.0
+        })
+        .await;
+    assert_eq!(m.check_value(SUCCESS, "cols"), Some(0.0));
+    assert!(
+        m.with_prefix("itest_cols_").is_empty(),
+        "{}",
+        m.lines_with("itest_cols")
+    );
+    let line = d
+        .wait_log("\"check failed\" for cols", secs(3), |l| {
+            l.is_message("check failed") && l.has("check", "cols")
+        })
+        .await;
+    assert!(line.has("kind", "columns"), "{}", line.0);
+    assert!(
+        line.field("error")
+            .is_some_and(|e| e.contains("missing_col")),
+        "the error names the missing column: {}",
+        line.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_label_sets_keep_one_series_and_are_counted() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let checks = check_toml(
+        "dups",
+        "SELECT 'same'::text AS k, g AS v FROM generate_series(1, 3) g ORDER BY g",
+        "labels = [\"k\"]\nvalues = [\"v\"]",
+    );
+    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
+    let d = Daemon::start(&cfg).await;
+    let m = d
+        .wait_metrics("duplicate_labels to be counted", secs(10), |m| {
+            m.check_value_with(SAMPLE_ERRORS, "dups", "reason", "duplicate_labels")
+                .unwrap_or(0.0)
+                >= 2.0
+        })
+        .await;
+    let series = m.find("itest_dups_v", &[]);
+    assert_eq!(
+        series.len(),
+        1,
+        "one series per label set:\n{}",
+        m.lines_with("itest_dups")
+    );
+    assert!([1.0, 2.0, 3.0].contains(&series[0].value), "{}", series[0]);
+    assert_eq!(m.check_value(SUCCESS, "dups"), Some(1.0));
+}

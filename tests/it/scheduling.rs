@@ -182,3 +182,22 @@ async fn twenty_checks_run_concurrently() {
     let ok = out.stdout.lines().filter(|l| l.starts_with("ok ")).count();
     assert_eq!(ok, 20, "{}", out.dump());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_schedule_runs_repeatedly() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let checks = check_toml(
+        "cron",
+        "SELECT 1 AS v",
+        "values = [\"v\"]\nschedule = \"* * * * * *\"",
+    );
+    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
+    let d = Daemon::start(&cfg).await;
+    d.wait_metrics("three runs of an every-second schedule", secs(8), |m| {
+        m.check_value_with(RUNS, "cron", "result", "success")
+            .unwrap_or(0.0)
+            >= 3.0
+    })
+    .await;
+}

@@ -164,13 +164,30 @@ impl Daemon {
     /// Starts `run --config PATH --web.listen-address LISTEN --log.format json --log.level debug ARGS...`
     /// without waiting; `env` is added to the child's environment.
     pub fn spawn(config: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut all: Vec<String> = vec![
+            "run".into(),
+            "--config".into(),
+            config.to_string_lossy().into(),
+        ];
+        all.extend(
+            [
+                "--web.listen-address",
+                listen,
+                "--log.format",
+                "json",
+                "--log.level",
+                "debug",
+            ]
+            .map(String::from),
+        );
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Daemon::spawn_raw(&all, env)
+    }
+
+    /// Starts the binary with exactly `args` (stderr captured as with [`Daemon::spawn`]).
+    pub fn spawn_raw(args: &[String], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(["--web.listen-address", listen])
-            .args(["--log.format", "json", "--log.level", "debug"])
-            .args(args)
+        cmd.args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
