@@ -12,6 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
@@ -39,6 +40,21 @@ pub struct Archiver {
     root: PathBuf,
     /// Bounds concurrent writes (file descriptors, disk bandwidth).
     permits: Arc<Semaphore>,
+    /// Set while writes fail, so a failure episode is logged once, not once per file.
+    failing: Arc<AtomicBool>,
+}
+
+/// Where a write leaves the current failure episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Episode {
+    /// The first failure after successes.
+    Started,
+    /// Another failure.
+    Ongoing,
+    /// The first success after failures.
+    Recovered,
+    /// Another success.
+    Fine,
 }
 
 impl Archiver {
@@ -46,6 +62,17 @@ impl Archiver {
         Archiver {
             root,
             permits: Arc::new(Semaphore::new(CONCURRENT_WRITES)),
+            failing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Records a write's outcome and says where it leaves the failure episode.
+    pub fn episode(&self, ok: bool) -> Episode {
+        match (self.failing.swap(!ok, Ordering::AcqRel), ok) {
+            (false, false) => Episode::Started,
+            (true, false) => Episode::Ongoing,
+            (true, true) => Episode::Recovered,
+            (false, true) => Episode::Fine,
         }
     }
 
@@ -203,6 +230,16 @@ mod tests {
         assert_eq!(text, "name,value\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn failure_episodes() {
+        let a = Archiver::new(PathBuf::from("x"));
+        assert_eq!(a.episode(true), Episode::Fine);
+        assert_eq!(a.episode(false), Episode::Started);
+        assert_eq!(a.episode(false), Episode::Ongoing);
+        assert_eq!(a.episode(true), Episode::Recovered);
+        assert_eq!(a.episode(true), Episode::Fine);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Runs one check's SQL on one target and returns its rows as text, or a classified error.
 //!
 //! Owns the per-run deadline: the pool wait, the session's `statement_timeout` and the client
-//! side deadline all derive from the check's `timeout`. On a missed deadline (or a shutdown
+//! side deadline all derive from the check's `timeout`. The query runs inside a `READ ONLY`
+//! transaction, rolled back afterwards, so a check cannot write. On a missed deadline (or a shutdown
 //! cancel) it sends a PostgreSQL CancelRequest so the server stops working, and takes the
 //! session out of the pool so a late result can never leak into the next run.
 //!
@@ -36,14 +37,29 @@ pub async fn execute(
     let token = obj.cancel_token();
     let statement_timeout = (check.timeout + SERVER_TIMEOUT_MARGIN).as_millis();
     let work = async {
-        obj.simple_query(&format!("SET statement_timeout = {statement_timeout}"))
+        // One round trip: the session's server-side deadline, then a read-only transaction
+        // so a check can never write, whatever its SQL says.
+        if let Err(e) = obj
+            .simple_query(&format!(
+                "SET statement_timeout = {statement_timeout}; BEGIN READ ONLY"
+            ))
             .await
-            .map_err(|e| db::classify_query_error(&e))?;
-        collect(&obj, &check.query).await
+        {
+            return (Err(db::classify_query_error(&e)), false);
+        }
+        let result = collect(&obj, &check.query).await;
+        // End the transaction whether the query failed or not; a session that cannot do
+        // that is broken and must not go back to the pool.
+        let ended = obj.simple_query("ROLLBACK").await;
+        (result, ended.is_ok())
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout_at(deadline, work) => match r {
-            Ok(result) => return result,
+            Ok((result, true)) => return result,
+            Ok((result, false)) => {
+                drop(deadpool_postgres::Object::take(obj));
+                return result;
+            }
             Err(_) => CheckError::new(
                 ErrorKind::Timeout,
                 format!("no result within {}; query cancelled", humantime::format_duration(check.timeout)),

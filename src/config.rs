@@ -111,7 +111,7 @@ impl fmt::Debug for Secret {
 }
 
 /// `[targets.NAME]`: one database to watch, with its own connection pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     pub name: String,
     pub host: String,
@@ -155,7 +155,7 @@ impl fmt::Display for Schedule {
 }
 
 /// One value column and the metric it becomes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValueSpec {
     /// Column name in the result.
     pub column: String,
@@ -165,11 +165,13 @@ pub struct ValueSpec {
 }
 
 /// `[[checks]]`: one query, its schedule and how its rows map to metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CheckConfig {
     pub name: String,
     pub help: String,
     pub query: String,
+    /// Line of the file where the query text starts, for lint messages.
+    pub query_line: Option<usize>,
     pub schedule: Schedule,
     pub timeout: Duration,
     /// Label columns, in order; each becomes a label of the same name.
@@ -187,6 +189,34 @@ pub struct CheckConfig {
 impl CheckConfig {
     pub fn applies_to(&self, d: Deployment) -> bool {
         self.deployments.contains(&d)
+    }
+
+    /// Same check, as far as running it and mapping its rows go (target indices and the
+    /// query's position in the file may differ between two versions of a config).
+    pub fn same_as(&self, other: &CheckConfig) -> bool {
+        let strip = |c: &CheckConfig| CheckConfig {
+            targets: Vec::new(),
+            query_line: None,
+            ..c.clone()
+        };
+        strip(self) == strip(other)
+    }
+}
+
+impl Config {
+    /// Redshift dialect warnings for every check, located like problems.
+    pub fn lint(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (i, c) in self.checks.iter().enumerate() {
+            for f in crate::lint::lint(&c.query) {
+                out.push(Problem {
+                    path: format!("checks[{i}].query"),
+                    line: c.query_line.map(|l| l + f.line),
+                    message: format!("check {}: {} [{}]", c.name, f.message, f.rule),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -267,6 +297,7 @@ pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         }
     };
     let mut v = Validator {
+        src: text,
         lines,
         env: &env,
         problems: Vec::new(),
@@ -370,6 +401,8 @@ struct RawCheck {
 // Stage 2: validation.
 
 struct Validator<'a> {
+    /// The file's text, for locating the first line of multi-line strings.
+    src: &'a str,
     lines: LineIndex,
     env: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
@@ -747,8 +780,14 @@ impl Validator<'_> {
         let help = self
             .opt_string(&p("help"), &c.help)
             .unwrap_or_else(|| format!("Result of check {name}."));
+        let mut query_line = None;
         let query = match &c.query {
             Some(q) => {
+                // TOML drops a newline right after an opening triple quote; the text starts below it.
+                let at = q.span().start;
+                let opener = self.src.get(at..at + 4).unwrap_or("");
+                let skip = usize::from(opener == "\"\"\"\n" || opener == "'''\n");
+                query_line = Some(self.lines.line(at) + skip);
                 let text = self.string(&p("query"), q);
                 if text.trim().is_empty() {
                     self.problem(p("query"), Some(q.span().start), "must not be empty");
@@ -986,6 +1025,7 @@ impl Validator<'_> {
             name,
             help,
             query,
+            query_line,
             schedule,
             timeout,
             labels,
@@ -1326,6 +1366,17 @@ values = [{ column = "v", name = "same" }, { column = "w", name = "exporter_x" }
             shown.iter().any(|s| s.contains("_total is reserved")),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn lint_findings_point_at_the_line_in_the_file() {
+        let text = "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"a\"\nvalues = [\"v\"]\nquery = \"\"\"\nSELECT 1 AS v,\n  now() AS t\n\"\"\"\n";
+        let c = parse(text, env).unwrap();
+        let w = c.lint();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].path, "checks[0].query");
+        assert_eq!(w[0].line, Some(9), "{w:?}");
+        assert!(w[0].message.contains("GETDATE()"));
     }
 
     #[test]

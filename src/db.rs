@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use tokio_postgres::NoTls;
@@ -157,6 +159,9 @@ impl Target {
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .runtime(Runtime::Tokio1)
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move { identify_session(client).await.map_err(HookError::Backend) })
+            }))
             .build()
             .map_err(|e| SetupError::Pool {
                 target: config.name.clone(),
@@ -215,6 +220,16 @@ impl Target {
         let probe = client.simple_query("SELECT 1 FROM stv_partitions LIMIT 1");
         match tokio::time::timeout(deadline, probe).await {
             Ok(Ok(_)) => Ok(Deployment::Provisioned),
+            // The relation exists but we may not read it: provisioned, missing a grant.
+            Ok(Err(e))
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                tracing::warn!(
+                    target = %self.config.name,
+                    "stv_partitions exists but is not readable: provisioned cluster; grant SELECT on it (see docs/checks.md) or set deployment in the target"
+                );
+                Ok(Deployment::Provisioned)
+            }
             Ok(Err(e)) if e.as_db_error().is_some() => Ok(Deployment::Serverless),
             Ok(Err(e)) => Err(classify_query_error(&e)),
             Err(_) => Err(CheckError::new(
@@ -223,6 +238,28 @@ impl Target {
             )),
         }
     }
+}
+
+/// Every new session names itself beyond `application_name`: on Redshift it joins the
+/// `redshift_exporter` query group, which labels its queries in `stl_query.label` and
+/// `sys_query_history.query_label` (so checks can leave them out) and lets WLM route them.
+/// PostgreSQL has no query groups, so the `SET` is only sent where `version()` says Redshift.
+pub const QUERY_GROUP: &str = "redshift_exporter";
+
+async fn identify_session(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let rows = client.simple_query("SELECT version()").await?;
+    let is_redshift = rows.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => {
+            r.get(0).is_some_and(|v| v.contains("Redshift"))
+        }
+        _ => false,
+    });
+    if is_redshift {
+        client
+            .simple_query(&format!("SET query_group TO '{QUERY_GROUP}'"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Takes a session from the pool within `deadline`.
@@ -339,6 +376,7 @@ pub fn classify_pool_error(e: PoolError) -> CheckError {
             CheckError::new(ErrorKind::Connect, "checking a pooled session timed out")
         }
         PoolError::Backend(e) => classify_connect_error(&e),
+        PoolError::PostCreateHook(HookError::Backend(e)) => classify_connect_error(&e),
         PoolError::PostCreateHook(e) => CheckError::new(ErrorKind::Connect, e.to_string()),
         PoolError::Closed => CheckError::new(ErrorKind::Canceled, "the pool is closed"),
         PoolError::NoRuntimeSpecified => CheckError::new(ErrorKind::Connect, "pool has no runtime"),
