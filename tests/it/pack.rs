@@ -198,7 +198,7 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
                 (true, Some(_)) => {
                     failures.push(format!("{t}: {check} must be skipped on {}", run.variant))
                 }
-                (false, Some(v)) if v == 1.0 => {}
+                (false, Some(1.0)) => {}
                 (false, other) => failures.push(format!("{t}: {check} success = {other:?}")),
             }
         }
