@@ -76,7 +76,7 @@ def exposition():
     fam("process_max_fds", "gauge", "Max fds.", [({}, 1024)])
     fam("process_start_time_seconds", "gauge", "Start time.", [({}, START)])
     # a data metric of the check pack, to show pack series next to self metrics
-    fam("redshift_disk_used_pct_used_pct", "gauge", "Disk used.", [({"target": t, "node": "0"}, 42) for t in TARGETS])
+    fam("redshift_disk_used_ratio", "gauge", "Disk used.", [({"target": t, "node": "0"}, 0.42) for t in TARGETS])
     return ("\n".join(out) + "\n").encode()
 
 
