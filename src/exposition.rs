@@ -334,6 +334,11 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         &|s| s.status.rows as f64,
     ));
     out.push(per_slot(
+        "redshift_exporter_check_interval_seconds",
+        "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
+        &|s| s.check.schedule.expected_interval().as_secs_f64(),
+    ));
+    out.push(per_slot(
         "redshift_exporter_check_last_run_timestamp_seconds",
         "Start of the check's last run, Unix time (0 before the first run).",
         &|s| s.status.last_run,
