@@ -121,6 +121,10 @@ struct OnceArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // A file-size limit (ulimit -f) must make a CSV write fail with EFBIG, which the archive
+    // counts and logs, instead of killing the whole exporter with SIGXFSZ.
+    // SAFETY: setting a signal to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let cli = Cli::parse();
     match (cli.command, cli.config) {
         (Some(Command::Run(a)), _) => run(a),

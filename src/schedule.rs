@@ -63,6 +63,15 @@ pub struct Runner {
     detecting: Vec<tokio::sync::Mutex<()>>,
 }
 
+/// Clears an overlap guard when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Process-wide reference point of the catch-up guard's timestamps.
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -137,9 +146,11 @@ impl Runner {
         }
         self.last_start[slot].store(now_ms.max(1), Ordering::Release);
         let me = self.clone();
+        let flag = self.running[slot].clone();
         self.runs.spawn(async move {
+            // Cleared on drop, so even a panicking run cannot leave its check blocked forever.
+            let _clear = ClearOnDrop(flag);
             let _ = me.run(slot).await;
-            me.running[slot].store(false, Ordering::Release);
         });
     }
 
