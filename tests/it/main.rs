@@ -6,6 +6,7 @@ mod support;
 mod archive;
 mod cli;
 mod endpoints;
+mod hardening_faults;
 mod harness;
 mod mapping;
 mod pack;
