@@ -7,6 +7,7 @@ mod archive;
 mod cli;
 mod endpoints;
 mod hardening_faults;
+mod hardening_results;
 mod harness;
 mod mapping;
 mod pack;
