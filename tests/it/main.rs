@@ -5,6 +5,7 @@ mod support;
 
 mod archive;
 mod cli;
+mod docs;
 mod endpoints;
 mod harness;
 mod mapping;
