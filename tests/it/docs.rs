@@ -45,6 +45,9 @@ fn metric_index(doc: &str) -> BTreeMap<String, (String, String, bool, bool)> {
     out
 }
 
+/// What the pack publishes under one metric name: checks, label columns, on provisioned, on Serverless.
+type Published<'a> = (BTreeSet<&'a str>, BTreeSet<&'a str>, bool, bool);
+
 #[test]
 fn checks_md_documents_every_check_and_metric_of_the_pack() {
     let doc = std::fs::read_to_string(root().join("docs/checks.md")).unwrap();
@@ -68,8 +71,7 @@ fn checks_md_documents_every_check_and_metric_of_the_pack() {
     }
 
     // Every published metric is in the index, with the right checks, labels and flavours.
-    let mut published: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>, bool, bool)> =
-        BTreeMap::new();
+    let mut published: BTreeMap<&str, Published> = BTreeMap::new();
     for c in &pack.checks {
         for v in &c.values {
             let e = published.entry(v.metric.as_str()).or_default();
