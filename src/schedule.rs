@@ -65,8 +65,18 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(config: Arc<Config>, targets: Vec<Arc<Target>>, store: Arc<Store>) -> Arc<Self> {
+        let archiver = Archiver::from_config(&config);
+        Self::with_archiver(config, targets, store, archiver)
+    }
+
+    /// [`Runner::new`] with an archiver built by the caller (one that uploads, say).
+    pub fn with_archiver(
+        config: Arc<Config>,
+        targets: Vec<Arc<Target>>,
+        store: Arc<Store>,
+        archiver: Option<Archiver>,
+    ) -> Arc<Self> {
         let n = store.read().slots.len();
-        let archiver = config.exporter.archive_dir.clone().map(Archiver::new);
         Arc::new(Runner {
             detecting: targets
                 .iter()
