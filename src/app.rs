@@ -9,15 +9,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::archive;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::db::{SetupError, Target};
 use crate::exposition::{Exposition, PoolStatsFn};
-use crate::http::{self, Web};
+use crate::http::{self, Live, ReloadRequest, Web};
 use crate::schedule::{Runner, Scheduler};
-use crate::snapshot::Store;
+use crate::snapshot::{ReloadStatus, Store};
+use crate::web_config::{self, WebConfig};
 
 /// Errors that end the process with exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Target(#[from] SetupError),
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
     #[error("scheduler: {0}")]
     Scheduler(String),
     #[error("unknown check{} {}; configured: {}", if .0.len() == 1 { "" } else { "s" }, .0.join(", "), .1.join(", "))]
@@ -63,98 +68,238 @@ fn clean_archive(config: &Config) {
     }
 }
 
+/// Command-line settings of the daemon that are not in checks.toml.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Where checks.toml is, for reloads.
+    pub config_path: PathBuf,
+    /// `--web.listen-address`: overrides `[exporter] listen_address`.
+    pub listen_address: Option<String>,
+    /// `--web.config.file`: TLS and basic authentication for the HTTP server.
+    pub web_config: Option<PathBuf>,
+    /// `--web.enable-lifecycle`: allow `POST /-/reload`.
+    pub enable_lifecycle: bool,
+}
+
+/// Everything that belongs to one version of the configuration.
+struct Generation {
+    config: Arc<Config>,
+    targets: Vec<Arc<Target>>,
+    runner: Arc<Runner>,
+    scheduler: Scheduler,
+}
+
+impl Generation {
+    /// Starts a configuration. `previous` (on reload) lends unchanged pools, slot state and
+    /// overlap guards, and forwards its in-flight results here.
+    async fn start(
+        config: Arc<Config>,
+        previous: Option<&Generation>,
+        reload: &Arc<ReloadStatus>,
+    ) -> Result<(Self, Live), StartupError> {
+        // Pools: keep a target's pool when its settings did not change.
+        let mut kept_targets = vec![None; previous.map_or(0, |p| p.targets.len())];
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for (ni, tc) in config.targets.iter().enumerate() {
+            let reused = previous.and_then(|p| {
+                p.targets.iter().position(|t| *t.config == **tc).map(|oi| {
+                    kept_targets[oi] = Some(ni);
+                    p.targets[oi].clone()
+                })
+            });
+            targets.push(match reused {
+                Some(t) => t,
+                None => Arc::new(Target::new(tc.clone())?),
+            });
+        }
+        let store = Arc::new(Store::new(&config));
+        for (ti, t) in config.targets.iter().enumerate() {
+            if let Some(d) = t.deployment {
+                store.set_deployment(ti, d);
+            }
+        }
+        let slots = store.read().slots.len();
+        let mut guards = vec![None; slots];
+        let mut run_now = vec![true; slots];
+        if let Some(p) = previous {
+            let mapping = store.adopt(&p.runner.store, &kept_targets);
+            for (old, new) in mapping.iter().enumerate() {
+                if let Some(n) = *new {
+                    guards[n] = Some(p.runner.guards(old));
+                    run_now[n] = false;
+                }
+            }
+            p.runner.store.retire(store.clone(), mapping);
+        }
+        let runner = Runner::with_guards(config.clone(), targets.clone(), store.clone(), guards);
+        for ti in 0..targets.len() {
+            runner.log_gating(ti);
+        }
+        for w in config.lint() {
+            tracing::warn!(problem = %w, "SQL may not run on Redshift");
+        }
+        let scheduler = Scheduler::start(&runner, &run_now)
+            .await
+            .map_err(|e| StartupError::Scheduler(e.to_string()))?;
+        let pools: Vec<(String, PoolStatsFn)> = targets
+            .iter()
+            .map(|t| {
+                let t2 = t.clone();
+                (
+                    t.config.name.clone(),
+                    Box::new(move || t2.stats()) as PoolStatsFn,
+                )
+            })
+            .collect();
+        let live = Live {
+            exposition: Exposition::new(store.clone(), pools, reload.clone()),
+            store,
+        };
+        tracing::info!(
+            checks = config.checks.len(),
+            targets = config.targets.len(),
+            "checks scheduled"
+        );
+        Ok((
+            Generation {
+                config,
+                targets,
+                runner,
+                scheduler,
+            },
+            live,
+        ))
+    }
+
+    /// Retires connections older than each target's `max_connection_age`.
+    fn maintain(&self) {
+        for t in &self.targets {
+            let n = t.retire_old_connections();
+            if n > 0 {
+                tracing::debug!(target = %t.config.name, retired = n, "retired old connections");
+            }
+        }
+    }
+}
+
+/// Loads the file again and, if it is valid, swaps the running configuration.
+async fn reload(
+    options: &DaemonOptions,
+    current: &mut Generation,
+    web: &Web,
+    retiring: &TaskTracker,
+    status: &Arc<ReloadStatus>,
+) -> Result<(), String> {
+    let result = async {
+        let config = config::load(&options.config_path).map_err(|e| e.to_string())?;
+        let (next, live) = Generation::start(Arc::new(config), Some(current), status)
+            .await
+            .map_err(|e| e.to_string())?;
+        web.swap(live);
+        let old = std::mem::replace(current, next);
+        old.scheduler.stop().await;
+        // In-flight runs of the old configuration finish on their own deadlines; pools the
+        // new configuration does not use close after them.
+        let keep: Vec<Arc<Target>> = current.targets.clone();
+        retiring.spawn(async move {
+            old.runner.retire().await;
+            let gone: Vec<Arc<Target>> = old
+                .targets
+                .iter()
+                .filter(|t| !keep.iter().any(|k| Arc::ptr_eq(k, t)))
+                .cloned()
+                .collect();
+            close_pools(&gone).await;
+        });
+        Ok::<_, String>(())
+    }
+    .await;
+    status.record(result.is_ok());
+    match &result {
+        Ok(()) => tracing::info!(path = %options.config_path.display(), "configuration reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload failed; the previous configuration keeps running")
+        }
+    }
+    result
+}
+
 /// Runs the exporter until `shutdown` fires, then drains and closes everything.
+/// SIGHUP (and `POST /-/reload` with `enable_lifecycle`) reloads the configuration.
 pub async fn run_daemon(
     config: Config,
-    listen_override: Option<String>,
+    options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), StartupError> {
     let config = Arc::new(config);
-    let address = listen_override.unwrap_or_else(|| config.exporter.listen_address.clone());
+    let security = match &options.web_config {
+        Some(path) => web_config::load(path)?,
+        None => WebConfig::default(),
+    };
+    let address = options
+        .listen_address
+        .clone()
+        .unwrap_or_else(|| config.exporter.listen_address.clone());
     let listener = http::bind(&address)
         .await
         .map_err(|source| StartupError::Listen {
             address: address.clone(),
             source,
         })?;
-    let targets = build_targets(&config)?;
     clean_archive(&config);
-    for w in config.lint() {
-        tracing::warn!(problem = %w, "SQL may not run on Redshift");
-    }
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         tracing::warn!("running as root; a dedicated unprivileged user is safer");
     }
+    let status = Arc::new(ReloadStatus::default());
+    let (mut current, live) = Generation::start(config, None, &status).await?;
 
-    let store = Arc::new(Store::new(&config));
-    let pools: Vec<(String, PoolStatsFn)> = targets
-        .iter()
-        .map(|t| {
-            let t2 = t.clone();
-            (
-                t.config.name.clone(),
-                Box::new(move || t2.stats()) as PoolStatsFn,
-            )
-        })
-        .collect();
-    let web = Arc::new(Web {
-        exposition: Exposition::new(store.clone(), pools),
-        store: store.clone(),
-    });
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let web = Arc::new(Web::new(
+        live,
+        security,
+        options.enable_lifecycle.then(|| reload_tx.clone()),
+    ));
     let http_stop = CancellationToken::new();
     if let Some(a) = http::local_addr(&listener) {
-        tracing::info!(address = %a, "listening");
+        let tls = web.security.tls.is_some();
+        let auth = web.security.auth.is_some();
+        tracing::info!(address = %a, tls, basic_auth = auth, "listening");
     }
-    let server = tokio::spawn(http::serve(listener, web, http_stop.clone()));
+    let server = tokio::spawn(http::serve(listener, web.clone(), http_stop.clone()));
 
-    let runner = Runner::new(config.clone(), targets.clone(), store.clone());
-    for (ti, t) in config.targets.iter().enumerate() {
-        if let Some(d) = t.deployment {
-            runner.store.set_deployment(ti, d);
-            runner.log_gating(ti);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let retiring = TaskTracker::new();
+    // Retire old connections every so often (Redshift drops idle sessions after hours).
+    let mut maintenance = tokio::time::interval(Duration::from_secs(30));
+    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = maintenance.tick() => current.maintain(),
+            Some(answer) = reload_rx.recv() => {
+                let r = reload(&options, &mut current, &web, &retiring, &status).await;
+                let _ = answer.send(r);
+            }
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = reload(&options, &mut current, &web, &retiring, &status).await;
+            }
         }
     }
-    let scheduler = Scheduler::start(&runner)
-        .await
-        .map_err(|e| StartupError::Scheduler(e.to_string()))?;
-    tracing::info!(
-        checks = config.checks.len(),
-        targets = config.targets.len(),
-        "exporter started"
-    );
 
-    // Retire old connections in the background (Redshift drops idle sessions after hours).
-    let maintenance = {
-        let targets = targets.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.cancelled() => break,
-                }
-                for t in &targets {
-                    let n = t.retire_old_connections();
-                    if n > 0 {
-                        tracing::debug!(target = %t.config.name, retired = n, "retired old connections");
-                    }
-                }
-            }
-        })
-    };
-
-    shutdown.cancelled().await;
+    let drain = current.config.exporter.drain_timeout;
     tracing::info!(
-        drain_timeout = %humantime::format_duration(config.exporter.drain_timeout),
+        drain_timeout = %humantime::format_duration(drain),
         "shutting down: no new runs; waiting for running checks"
     );
-    scheduler.stop().await;
-    runner.drain(config.exporter.drain_timeout).await;
-    let _ = maintenance.await;
-    close_pools(&targets).await;
+    current.scheduler.stop().await;
+    current.runner.drain(drain).await;
+    retiring.close();
+    if tokio::time::timeout(drain, retiring.wait()).await.is_err() {
+        tracing::warn!("runs of a previous configuration were still going at shutdown");
+    }
+    close_pools(&current.targets).await;
     http_stop.cancel();
     let _ = server.await;
     tracing::info!("shutdown complete");

@@ -22,6 +22,7 @@ pub mod upload;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use async_compression::tokio::write::GzipEncoder;
@@ -62,6 +63,21 @@ pub struct Archiver {
     /// Writes hold the read side from rename to gauge update; a retention walk holds the
     /// write side, so a new file is counted once, by one of them.
     walk_lock: Arc<RwLock<()>>,
+    /// Set while writes fail, so a failure episode is logged once, not once per file.
+    failing: Arc<AtomicBool>,
+}
+
+/// Where a write leaves the current failure episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Episode {
+    /// The first failure after successes.
+    Started,
+    /// Another failure.
+    Ongoing,
+    /// The first success after failures.
+    Recovered,
+    /// Another success.
+    Fine,
 }
 
 impl Archiver {
@@ -73,6 +89,17 @@ impl Archiver {
             stats: Arc::new(ArchiveStats::default()),
             uploads: None,
             walk_lock: Arc::new(RwLock::new(())),
+            failing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Records a write's outcome and says where it leaves the failure episode.
+    pub fn episode(&self, ok: bool) -> Episode {
+        match (self.failing.swap(!ok, Ordering::AcqRel), ok) {
+            (false, false) => Episode::Started,
+            (true, false) => Episode::Ongoing,
+            (true, true) => Episode::Recovered,
+            (false, true) => Episode::Fine,
         }
     }
 
@@ -274,6 +301,16 @@ mod tests {
         assert_eq!(text, "name,value\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn failure_episodes() {
+        let a = Archiver::new(PathBuf::from("x"));
+        assert_eq!(a.episode(true), Episode::Fine);
+        assert_eq!(a.episode(false), Episode::Started);
+        assert_eq!(a.episode(false), Episode::Ongoing);
+        assert_eq!(a.episode(true), Episode::Recovered);
+        assert_eq!(a.episode(true), Episode::Fine);
     }
 
     #[tokio::test]

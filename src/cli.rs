@@ -32,6 +32,12 @@ struct Cli {
     /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
     #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
     listen_address: Option<String>,
+    /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config: Option<PathBuf>,
+    /// Allow reloading the configuration with POST /-/reload (SIGHUP always works).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -72,6 +78,12 @@ struct RunArgs {
     /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
     #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
     listen_address: Option<String>,
+    /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config: Option<PathBuf>,
+    /// Allow reloading the configuration with POST /-/reload (SIGHUP always works).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -98,6 +110,8 @@ pub fn main() -> ExitCode {
         (None, Some(config)) => run(RunArgs {
             config,
             listen_address: cli.listen_address,
+            web_config: cli.web_config,
+            enable_lifecycle: cli.enable_lifecycle,
             log: cli.log,
         }),
         (None, None) => {
@@ -132,7 +146,13 @@ fn run(a: RunArgs) -> ExitCode {
     let result = rt.block_on(async {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
-        app::run_daemon(config, a.listen_address, shutdown).await
+        let options = app::DaemonOptions {
+            config_path: a.config.clone(),
+            listen_address: a.listen_address,
+            web_config: a.web_config,
+            enable_lifecycle: a.enable_lifecycle,
+        };
+        app::run_daemon(config, options, shutdown).await
     });
     // Do not wait for stray blocking tasks (a stuck DNS lookup, say) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -116,7 +116,7 @@ impl fmt::Debug for Secret {
 }
 
 /// `[targets.NAME]`: one database to watch, with its own connection pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     pub name: String,
     pub host: String,
@@ -160,7 +160,7 @@ impl fmt::Display for Schedule {
 }
 
 /// One value column and the metric it becomes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValueSpec {
     /// Column name in the result.
     pub column: String,
@@ -170,7 +170,7 @@ pub struct ValueSpec {
 }
 
 /// `[[checks]]`: one query, its schedule and how its rows map to metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CheckConfig {
     pub name: String,
     pub help: String,
@@ -196,6 +196,17 @@ pub struct CheckConfig {
 impl CheckConfig {
     pub fn applies_to(&self, d: Deployment) -> bool {
         self.deployments.contains(&d)
+    }
+
+    /// Same check, as far as running it and mapping its rows go (target indices and the
+    /// query's position in the file may differ between two versions of a config).
+    pub fn same_as(&self, other: &CheckConfig) -> bool {
+        let strip = |c: &CheckConfig| CheckConfig {
+            targets: Vec::new(),
+            query_line: None,
+            ..c.clone()
+        };
+        strip(self) == strip(other)
     }
 }
 
@@ -570,7 +581,7 @@ impl Validator<'_> {
         }
         let mut checks: Vec<Arc<CheckConfig>> = Vec::new();
         let mut names = HashSet::new();
-        let mut metrics: BTreeMap<String, String> = BTreeMap::new();
+        let mut metrics: BTreeMap<String, (String, Vec<Deployment>)> = BTreeMap::new();
         for (i, c) in raw.checks.iter().enumerate() {
             let check = self.check(i, c, &exporter, &target_names);
             let path = format!("checks[{i}]");
@@ -583,16 +594,33 @@ impl Validator<'_> {
                 );
             }
             // A duplicate name's metrics collide by construction; one problem is enough.
+            // Two checks may feed one metric only when no target can run both (disjoint
+            // deployments: the provisioned and Serverless variants of one measurement), so
+            // their series can never collide.
             for v in check.values.iter().filter(|_| !duplicate) {
-                if let Some(other) = metrics.insert(v.metric.clone(), check.name.clone()) {
-                    self.problem(
-                        format!("{path}.values"),
-                        Some(c.span().start),
-                        format!(
-                            "metric \"{}\" is also produced by check \"{other}\"; give one of them a values name override",
-                            v.metric
-                        ),
-                    );
+                match metrics.get(&v.metric) {
+                    None => {
+                        metrics.insert(
+                            v.metric.clone(),
+                            (check.name.clone(), check.deployments.clone()),
+                        );
+                    }
+                    Some((other, other_deployments)) => {
+                        if check
+                            .deployments
+                            .iter()
+                            .any(|d| other_deployments.contains(d))
+                        {
+                            self.problem(
+                                format!("{path}.values"),
+                                Some(c.span().start),
+                                format!(
+                                    "metric \"{}\" is also produced by check \"{other}\" and a target could run both; give one of them a values name override (checks may share a metric only when their deployments differ)",
+                                    v.metric
+                                ),
+                            );
+                        }
+                    }
                 }
             }
             checks.push(Arc::new(check));
@@ -1388,6 +1416,29 @@ values = [{ column = "v", name = "same" }, { column = "w", name = "exporter_x" }
         assert_eq!(w[0].path, "checks[0].query");
         assert_eq!(w[0].line, Some(9), "{w:?}");
         assert!(w[0].message.contains("GETDATE()"));
+    }
+
+    #[test]
+    fn flavour_variants_may_share_a_metric() {
+        let base = "[targets.main]\nhost = \"h\"\nuser = \"u\"\n";
+        let check = |name: &str, dep: &str, labels: &str| {
+            format!(
+                "[[checks]]\nname = \"{name}\"\nquery = \"SELECT 1\"\nlabels = {labels}\nvalues = [{{ column = \"v\", name = \"shared\" }}]\ndeployment = [{dep}]\n"
+            )
+        };
+        let ok = format!(
+            "{base}{}{}",
+            check("p", "\"provisioned\"", "[\"a\"]"),
+            check("s", "\"serverless\"", "[\"a\"]")
+        );
+        assert!(parse(&ok, env).is_ok());
+        let both = format!(
+            "{base}{}{}",
+            check("p", "\"provisioned\"", "[\"a\"]"),
+            check("s", "\"serverless\", \"provisioned\"", "[\"a\"]")
+        );
+        let e = parse(&both, env).unwrap_err();
+        assert!(e[0].message.contains("a target could run both"), "{e:?}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use crate::db::{ErrorKind, PoolStats};
 use crate::sample::SampleError;
-use crate::snapshot::{RunResult, State, Store};
+use crate::snapshot::{ReloadStatus, RunResult, State, Store};
 
 /// Content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,15 +33,22 @@ pub struct Exposition {
     /// Bytes of the snapshot-derived families and the generation they were rendered from.
     cache: Mutex<(u64, Bytes)>,
     start_time: f64,
+    /// Outcome of configuration reloads (process-wide, outlives each configuration).
+    reload: Arc<ReloadStatus>,
 }
 
 impl Exposition {
-    pub fn new(store: Arc<Store>, pools: Vec<(String, PoolStatsFn)>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        pools: Vec<(String, PoolStatsFn)>,
+        reload: Arc<ReloadStatus>,
+    ) -> Self {
         Exposition {
             store,
             pools,
             cache: Mutex::new((0, Bytes::new())),
             start_time: process_start_time().unwrap_or(0.0),
+            reload,
         }
     }
 
@@ -103,6 +110,21 @@ impl Exposition {
         }
         families.push(conns);
         families.push(max);
+        let mut ok = family(
+            "redshift_exporter_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or not (0).",
+            MetricType::GAUGE,
+        );
+        ok.mut_metric()
+            .push(gauge(&[], if self.reload.successful() { 1.0 } else { 0.0 }));
+        let mut at = family(
+            "redshift_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            MetricType::GAUGE,
+        );
+        at.mut_metric().push(gauge(&[], self.reload.last_success()));
+        families.push(ok);
+        families.push(at);
         families.extend(process_families(self.start_time));
         encode(&families)
     }
@@ -163,15 +185,22 @@ fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
 fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     let mut out = Vec::new();
 
-    // Data: one family per value column, in check order; every target of the check inside it.
+    // Data: one family per metric name, in check order; every target of every check feeding
+    // it inside (the provisioned and Serverless variants of a measurement share a name).
     let mut seen_checks = std::collections::HashSet::new();
+    let mut data: Vec<MetricFamily> = Vec::new();
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for s in &st.slots {
         if !seen_checks.insert(s.check_index) {
             continue;
         }
         let check = &s.check;
         for (vi, v) in check.values.iter().enumerate() {
-            let mut f = family(&v.metric, &v.help, MetricType::GAUGE);
+            let fi = *by_name.entry(v.metric.as_str()).or_insert_with(|| {
+                data.push(family(&v.metric, &v.help, MetricType::GAUGE));
+                data.len() - 1
+            });
+            let f = &mut data[fi];
             for sl in st.slots.iter().filter(|x| x.check_index == s.check_index) {
                 let Some(samples) = &sl.samples else { continue };
                 for row in &samples.rows {
@@ -186,9 +215,9 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
                     f.mut_metric().push(gauge(&pairs, value));
                 }
             }
-            out.push(f);
         }
     }
+    out.extend(data);
 
     let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
     let per_slot = |name: &str, help: &str, value: &dyn Fn(&crate::snapshot::Slot) -> f64| {

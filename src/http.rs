@@ -1,14 +1,16 @@
-//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready` and a landing page at `/`.
+//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, a landing page at `/`, and
+//! `POST /-/reload` with `--web.enable-lifecycle`.
 //!
 //! Every handler reads the snapshot (through the exposition's cache); none touches the
 //! database. HTTP/1.1 only, via hyper, with a header read timeout that actually works
-//! (hyper's needs a timer, stack notes §3.6). Shutdown: stop accepting when the token fires;
+//! (hyper's needs a timer, stack notes §3.6). TLS and basic authentication come from
+//! `--web.config.file` and cover every route. Shutdown: stop accepting when the token fires;
 //! connections in flight get a short grace period.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,16 +21,55 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::snapshot::Store;
+use crate::web_config::{AuthResult, WebConfig};
+
+/// The part of the server's state a configuration reload replaces.
+pub struct Live {
+    pub exposition: Exposition,
+    pub store: Arc<Store>,
+}
+
+/// A reload request: the answer goes back on the oneshot (`Err` lists the problems).
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What the handlers need.
 pub struct Web {
-    pub exposition: Exposition,
-    pub store: Arc<Store>,
+    /// Swapped whole on reload, so a scrape sees either the old or the new state, never a mix.
+    live: RwLock<Arc<Live>>,
+    /// TLS and basic authentication from `--web.config.file` (both off by default).
+    pub security: WebConfig,
+    /// `Some` with `--web.enable-lifecycle`: where `POST /-/reload` sends its request.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+impl Web {
+    pub fn new(
+        live: Live,
+        security: WebConfig,
+        reload: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> Self {
+        Web {
+            live: RwLock::new(Arc::new(live)),
+            security,
+            reload,
+        }
+    }
+
+    /// The current state.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs the state of a new configuration.
+    pub fn swap(&self, live: Live) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+    }
 }
 
 /// Binds the listener; a taken port is a start-up error.
@@ -39,6 +80,11 @@ pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
 /// Serves until `shutdown` fires.
 pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
+    let acceptor = web
+        .security
+        .tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -54,23 +100,16 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationT
         };
         let web = web.clone();
         let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
-            let service = service_fn(move |req| {
-                let web = web.clone();
-                async move { Ok::<_, Infallible>(handle(&web, req)) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-                },
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+            match acceptor {
+                None => serve_connection(stream, peer, web, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(tls, peer, web, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
             }
         });
@@ -79,18 +118,96 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationT
     let _ = tokio::time::timeout(Duration::from_secs(3), connections.wait()).await;
 }
 
-fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Deadline for a client to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_connection<IO>(io: IO, peer: SocketAddr, web: Arc<Web>, shutdown: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let web = web.clone();
+        async move { Ok::<_, Infallible>(handle(&web, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        },
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+    }
+}
+
+async fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    // Authentication comes first: a denied request never reaches the snapshot.
+    if let Some(auth) = &web.security.auth {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if auth.check(header).await == AuthResult::Denied {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"redshift-exporter\"",
+                )
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Full::new(Bytes::from_static(b"Unauthorized\n")))
+                .expect("static response parts are valid");
+        }
+    }
+    if req.uri().path() == "/-/reload" {
+        return reload(web, req.method()).await;
+    }
+    route(web, req)
+}
+
+/// `POST /-/reload` (or PUT), only with `--web.enable-lifecycle`.
+async fn reload(web: &Web, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::POST && method != Method::PUT {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    let Some(tx) = &web.reload else {
+        return text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n");
+    };
+    let (answer, result) = oneshot::channel();
+    if tx.send(answer).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match result.await {
+        Ok(Ok(())) => text(StatusCode::OK, "configuration reloaded\n"),
+        Ok(Err(problems)) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from(format!(
+                "configuration not reloaded; the previous one keeps running:\n{problems}\n"
+            ))))
+            .expect("static response parts are valid"),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+    }
+}
+
+fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
+    let live = web.live();
     match req.uri().path() {
         "/metrics" => Response::builder()
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(Full::new(web.exposition.render()))
+            .body(Full::new(live.exposition.render()))
             .expect("static response parts are valid"),
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" => {
-            if web.store.ready() {
+            if live.store.ready() {
                 text(StatusCode::OK, "OK\n")
             } else {
                 text(
@@ -101,7 +218,7 @@ fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" => Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(landing_page(&web.store))))
+            .body(Full::new(Bytes::from(landing_page(&live.store))))
             .expect("static response parts are valid"),
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics\n"),
     }

@@ -19,3 +19,4 @@ pub mod logging;
 pub mod sample;
 pub mod schedule;
 pub mod snapshot;
+pub mod web_config;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::archive::Archiver;
+use crate::archive::{Archiver, Episode};
 use crate::check;
 use crate::config::{Config, Schedule};
 use crate::db::{CheckError, ErrorKind, Target};
@@ -46,11 +46,11 @@ pub struct Runner {
     pub targets: Vec<Arc<Target>>,
     pub store: Arc<Store>,
     archiver: Option<Archiver>,
-    /// Per slot: set while a run is in flight (the overlap guard).
-    running: Vec<AtomicBool>,
-    /// Per slot: milliseconds since `epoch` of the last scheduled start (catch-up guard).
-    last_start: Vec<AtomicU64>,
-    epoch: Instant,
+    /// Per slot: set while a run is in flight (the overlap guard). Shared with the runner of
+    /// the previous configuration for unchanged slots, so a reload cannot cause an overlap.
+    running: Vec<Arc<AtomicBool>>,
+    /// Per slot: milliseconds since [`epoch`] of the last scheduled start (catch-up guard).
+    last_start: Vec<Arc<AtomicU64>>,
     /// Cancels in-flight runs (server-side) once the drain timeout has passed.
     cancel: CancellationToken,
     /// In-flight runs.
@@ -63,20 +63,42 @@ pub struct Runner {
     detecting: Vec<tokio::sync::Mutex<()>>,
 }
 
+/// Process-wide reference point of the catch-up guard's timestamps.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A slot's overlap and catch-up guards, handed from one runner to the next on reload.
+pub type Guards = (Arc<AtomicBool>, Arc<AtomicU64>);
+
 impl Runner {
     pub fn new(config: Arc<Config>, targets: Vec<Arc<Target>>, store: Arc<Store>) -> Arc<Self> {
-        let archiver = Archiver::from_config(&config);
-        Self::with_archiver(config, targets, store, archiver)
+        let n = store.read().slots.len();
+        Self::with_guards(config, targets, store, vec![None; n])
     }
 
-    /// [`Runner::new`] with an archiver built by the caller (one that uploads, say).
+    /// Like [`Runner::new`], reusing the guards of slots carried over from a previous runner.
+    pub fn with_guards(
+        config: Arc<Config>,
+        targets: Vec<Arc<Target>>,
+        store: Arc<Store>,
+        carried: Vec<Option<Guards>>,
+    ) -> Arc<Self> {
+        let archiver = Archiver::from_config(&config);
+        Self::with_archiver(config, targets, store, carried, archiver)
+    }
+
+    /// Like [`Runner::with_guards`], with an archiver built by the caller (one that shares
+    /// the daemon's archive gauges and upload queue across reloads).
     pub fn with_archiver(
         config: Arc<Config>,
         targets: Vec<Arc<Target>>,
         store: Arc<Store>,
+        carried: Vec<Option<Guards>>,
         archiver: Option<Archiver>,
     ) -> Arc<Self> {
-        let n = store.read().slots.len();
+        let (running, last_start) = carried.into_iter().map(|g| g.unwrap_or_default()).unzip();
         Arc::new(Runner {
             detecting: targets
                 .iter()
@@ -86,9 +108,8 @@ impl Runner {
             targets,
             store,
             archiver,
-            running: (0..n).map(|_| AtomicBool::new(false)).collect(),
-            last_start: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            epoch: Instant::now(),
+            running,
+            last_start,
             cancel: CancellationToken::new(),
             runs: TaskTracker::new(),
             writes: TaskTracker::new(),
@@ -100,6 +121,11 @@ impl Runner {
         self.running.len()
     }
 
+    /// The guards of `slot`, for the runner that replaces this one.
+    pub fn guards(&self, slot: usize) -> Guards {
+        (self.running[slot].clone(), self.last_start[slot].clone())
+    }
+
     /// Starts a run of `slot` on its own task unless one is in flight (then counts a skip).
     /// `min_gap` is the catch-up guard: a tick sooner than that after the previous start
     /// is a burst after a stall and is dropped.
@@ -107,7 +133,7 @@ impl Runner {
         if self.stopping.load(Ordering::Acquire) {
             return;
         }
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let now_ms = epoch().elapsed().as_millis() as u64;
         if let Some(gap) = min_gap {
             let last = self.last_start[slot].load(Ordering::Acquire);
             if last != 0 && now_ms.saturating_sub(last) < gap.as_millis() as u64 {
@@ -219,18 +245,23 @@ impl Runner {
         let store = self.store.clone();
         let (target, check) = (target.to_string(), check.to_string());
         self.writes.spawn(async move {
-            match archiver.write(&target, &check, started, &rs).await {
-                Ok(path) => {
-                    tracing::debug!(%check, %target, path = %path.display(), rows = rs.rows.len(), "CSV written");
-                    store.record_archive(slot, Ok(path.clone()));
-                    Some(path)
+            let result = archiver.write(&target, &check, started, &rs).await;
+            // Failures are counted every time but logged once per episode, so a full disk
+            // does not flood the log.
+            match (&result, archiver.episode(result.is_ok())) {
+                (Err(e), Episode::Started) => {
+                    tracing::error!(%check, %target, error = %e, "archive write failed; further failures are counted, not logged, until a write succeeds")
                 }
-                Err(e) => {
-                    tracing::error!(%check, %target, error = %e, "archive write failed");
-                    store.record_archive(slot, Err(()));
-                    None
+                (Err(e), _) => tracing::debug!(%check, %target, error = %e, "archive write failed"),
+                (Ok(_), Episode::Recovered) => {
+                    tracing::info!(%check, %target, "archive writes recovered")
+                }
+                (Ok(path), _) => {
+                    tracing::debug!(%check, %target, path = %path.display(), rows = rs.rows.len(), "CSV written")
                 }
             }
+            store.record_archive(slot, result.as_ref().map(|p| p.clone()).map_err(|_| ()));
+            result.ok()
         })
     }
 
@@ -262,6 +293,19 @@ impl Runner {
         }
     }
 
+    /// After a reload: lets in-flight runs finish on their own deadlines (they record into
+    /// the successor store), then waits for archive writes.
+    pub async fn retire(&self) {
+        let longest = self
+            .config
+            .checks
+            .iter()
+            .map(|c| c.timeout)
+            .max()
+            .unwrap_or_default();
+        self.drain(longest + Duration::from_secs(10)).await;
+    }
+
     /// Stops new runs, waits for running ones up to `drain`, cancels the rest server-side,
     /// then waits for archive writes.
     pub async fn drain(&self, drain: Duration) {
@@ -291,11 +335,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Runs every slot once now, then registers one job per check.
+    /// Runs the slots marked in `run_now` at once, then registers one job per check.
     pub async fn start(
         runner: &Arc<Runner>,
+        run_now: &[bool],
     ) -> Result<Self, tokio_cron_scheduler::JobSchedulerError> {
-        for slot in 0..runner.slot_count() {
+        for slot in (0..runner.slot_count()).filter(|&s| run_now[s]) {
             runner.spawn(slot, None);
         }
         let sched = JobScheduler::new().await?;

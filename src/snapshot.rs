@@ -11,8 +11,8 @@
 //! about Prometheus, HTTP, CSV or the database driver.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{CheckConfig, Config, Deployment};
@@ -119,6 +119,43 @@ pub struct RunRecord {
 pub struct Store {
     state: RwLock<State>,
     generation: AtomicU64,
+    /// After a reload: the store that replaced this one and, per slot here, the slot there.
+    /// Runs that were in flight during the reload record into the successor, so no result
+    /// of an unchanged check is lost.
+    successor: OnceLock<(Arc<Store>, Vec<Option<usize>>)>,
+}
+
+/// Outcome of configuration reloads, shown as `redshift_exporter_config_last_reload_*`.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    successful: AtomicBool,
+    /// f64 bits of the Unix time of the last successful (re)load.
+    last_success: AtomicU64,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus {
+            successful: AtomicBool::new(true),
+            last_success: AtomicU64::new(unix(SystemTime::now()).to_bits()),
+        }
+    }
+}
+
+impl ReloadStatus {
+    pub fn record(&self, ok: bool) {
+        self.successful.store(ok, Ordering::Release);
+        if ok {
+            self.last_success
+                .store(unix(SystemTime::now()).to_bits(), Ordering::Release);
+        }
+    }
+    pub fn successful(&self) -> bool {
+        self.successful.load(Ordering::Acquire)
+    }
+    pub fn last_success(&self) -> f64 {
+        f64::from_bits(self.last_success.load(Ordering::Acquire))
+    }
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -158,6 +195,64 @@ impl Store {
         Store {
             state: RwLock::new(State { slots, targets }),
             generation: AtomicU64::new(1),
+            successor: OnceLock::new(),
+        }
+    }
+
+    /// Takes over what `old` knows after a reload: for every slot whose check is unchanged
+    /// and whose target was kept (`kept_targets[old index]` is its new index), status,
+    /// samples and counters; for a renamed-but-same slot nothing. Counters of a changed check
+    /// on the same target carry over too, so counters never reset while a series lives.
+    /// Returns, per old slot, the new slot that continues it unchanged.
+    pub fn adopt(&self, old: &Store, kept_targets: &[Option<usize>]) -> Vec<Option<usize>> {
+        let old_state = old.read();
+        let mut mapping = vec![None; old_state.slots.len()];
+        self.write(|new| {
+            for (oi, t) in old_state.targets.iter().enumerate() {
+                if let Some(ni) = kept_targets[oi] {
+                    new.targets[ni].up = t.up;
+                    new.targets[ni].deployment = new.targets[ni].deployment.or(t.deployment);
+                }
+            }
+            for (oi, o) in old_state.slots.iter().enumerate() {
+                let Some(nt) = kept_targets[o.target_index] else {
+                    continue;
+                };
+                let Some((ni, n)) = new
+                    .slots
+                    .iter_mut()
+                    .enumerate()
+                    .find(|(_, n)| n.target_index == nt && n.check.name == o.check.name)
+                else {
+                    continue;
+                };
+                n.counters = o.counters.clone();
+                if n.check.same_as(&o.check) {
+                    n.status = o.status.clone();
+                    n.samples = o.samples.clone();
+                    n.last_file = o.last_file.clone();
+                    n.not_applicable = o.not_applicable.clone();
+                    mapping[oi] = Some(ni);
+                }
+            }
+        });
+        mapping
+    }
+
+    /// Forwards this store's late writes to `next` (see the field's comment).
+    pub fn retire(&self, next: Arc<Store>, mapping: Vec<Option<usize>>) {
+        let _ = self.successor.set((next, mapping));
+    }
+
+    /// The store a write for `slot` belongs in: this one, or a successor's slot.
+    fn forward(&self, slot: usize) -> Option<(&Store, usize)> {
+        match self.successor.get() {
+            None => Some((self, slot)),
+            Some((next, map)) => map
+                .get(slot)
+                .copied()
+                .flatten()
+                .and_then(|s| next.forward(s)),
         }
     }
 
@@ -178,7 +273,10 @@ impl Store {
 
     /// Replaces the slot's status and samples with a finished run's.
     pub fn record_run(&self, slot: usize, run: RunRecord) {
-        self.write(|s| {
+        let Some((store, slot)) = self.forward(slot) else {
+            return;
+        };
+        store.write(|s| {
             let target_index = s.slots[slot].target_index;
             let sl = &mut s.slots[slot];
             let started = unix(run.started);
@@ -226,12 +324,18 @@ impl Store {
 
     /// A tick found the previous run still going.
     pub fn record_skip(&self, slot: usize) {
-        self.write(|s| s.slots[slot].counters.runs[RunResult::Skipped as usize] += 1);
+        let Some((store, slot)) = self.forward(slot) else {
+            return;
+        };
+        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped as usize] += 1);
     }
 
     /// An archive write finished.
     pub fn record_archive(&self, slot: usize, result: Result<PathBuf, ()>) {
-        self.write(|s| {
+        let Some((store, slot)) = self.forward(slot) else {
+            return;
+        };
+        store.write(|s| {
             let sl = &mut s.slots[slot];
             match result {
                 Ok(p) => {
