@@ -15,6 +15,7 @@
 
 pub mod inspect;
 pub mod layout;
+pub mod lifecycle;
 pub mod retention;
 pub mod stats;
 pub mod upload;

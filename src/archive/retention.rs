@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -198,14 +198,14 @@ fn remove(p: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Runs [`enforce`] now and then every `every` until `stop` fires.
+/// Runs [`enforce`] now and then every `every` until `stop` fires. The policy is read at
+/// each pass, so a configuration reload can replace it.
 pub fn spawn(
     archiver: Archiver,
-    policy: Policy,
+    policy: Arc<RwLock<Policy>>,
     every: Duration,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    let policy = Arc::new(policy);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -214,7 +214,8 @@ pub fn spawn(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            let (a, p) = (archiver.clone(), policy.clone());
+            let a = archiver.clone();
+            let p = policy.read().unwrap_or_else(|e| e.into_inner()).clone();
             match tokio::task::spawn_blocking(move || enforce(&a, &p, Utc::now())).await {
                 Ok(o) => {
                     if o.deleted > 0 || o.errors > 0 {
