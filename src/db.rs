@@ -262,6 +262,36 @@ async fn identify_session(client: &tokio_postgres::Client) -> Result<(), tokio_p
     Ok(())
 }
 
+/// Runs SQL scripts (several statements each, simple protocol) on one fresh plain-TCP session
+/// to `127.0.0.1:port` as `postgres`: how `demo` sets up its throwaway databases.
+pub async fn run_scripts(
+    port: u16,
+    database: &str,
+    scripts: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname(database)
+        .connect_timeout(Duration::from_secs(10));
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("connecting to {database}: {}", error_chain(&e)))?;
+    let task = tokio::spawn(connection);
+    for (name, sql) in scripts {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| format!("{name}: {}", error_chain(&e)))?;
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
 /// Takes a session from the pool within `deadline`.
 pub async fn get_client(
     pool: &Pool,

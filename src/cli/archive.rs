@@ -82,7 +82,10 @@ fn root(r: &Root) -> Result<PathBuf, ExitCode> {
     let path = r.config.as_ref().expect("clap requires one of the two");
     match config::load(path) {
         Ok(c) => c.exporter.archive_dir.ok_or_else(|| {
-            eprintln!("{}: the archive is switched off (archive = false)", path.display());
+            eprintln!(
+                "{}: the archive is switched off (archive = false)",
+                path.display()
+            );
             ExitCode::from(EXIT_CONFIG)
         }),
         Err(e) => {
