@@ -113,6 +113,14 @@ pub fn object_key(prefix: &str, target: &str, check: &str, file: &str) -> Option
 
 /// Builds the S3 client from `[exporter.s3]` and the AWS credential chain.
 pub fn client(cfg: &S3Config) -> Result<Arc<dyn ObjectStore>, UploadError> {
+    client_with(cfg, |b| b)
+}
+
+/// [`client`], with a last say on the builder (tests pass credentials this way).
+fn client_with(
+    cfg: &S3Config,
+    adjust: impl FnOnce(AmazonS3Builder) -> AmazonS3Builder,
+) -> Result<Arc<dyn ObjectStore>, UploadError> {
     // reqwest is built without a bundled TLS provider; ring is the project's (stack notes §3.8).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = AmazonS3Builder::from_env().with_bucket_name(&cfg.bucket);
@@ -156,7 +164,7 @@ pub fn client(cfg: &S3Config) -> Result<Arc<dyn ObjectStore>, UploadError> {
                 .with_connect_timeout(Duration::from_secs(10))
                 .with_allow_http(cfg.allow_http),
         );
-    Ok(Arc::new(b.build().map_err(UploadError::Client)?))
+    Ok(Arc::new(adjust(b).build().map_err(UploadError::Client)?))
 }
 
 /// Static keys of a shared-credentials profile.
@@ -368,6 +376,99 @@ impl Worker {
     }
 }
 
+/// A moto S3 server on 127.0.0.1 for tests (`pip install 'moto[server]'`; `.ci/run` installs it).
+#[cfg(test)]
+pub(crate) mod moto {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct Moto {
+        child: Option<Child>,
+        pub port: u16,
+    }
+
+    impl Moto {
+        /// Starts moto on a free port; `None` (with the reason printed) when moto is not installed.
+        pub fn start() -> Option<Moto> {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .ok()?
+                .port();
+            let mut m = Moto { child: None, port };
+            match m.spawn() {
+                Ok(()) => Some(m),
+                Err(e) => {
+                    eprintln!(
+                        "SKIPPED: moto_server is not available ({e}); pip install 'moto[server]'"
+                    );
+                    None
+                }
+            }
+        }
+
+        fn spawn(&mut self) -> Result<(), String> {
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot run moto_server: {e}"))?;
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err("moto_server did not listen within 30s".into())
+        }
+
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        /// Stops the server (its in-memory buckets are gone).
+        pub fn stop(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+
+        /// Starts it again on the same port.
+        pub fn restart(&mut self) {
+            self.stop();
+            self.spawn().expect("moto restarts");
+        }
+
+        /// Creates a bucket (moto takes unsigned requests).
+        pub fn create_bucket(&self, name: &str) {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("moto is up");
+            write!(
+                s,
+                "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
+            )
+            .unwrap();
+            let mut resp = String::new();
+            let _ = s.read_to_string(&mut resp);
+            assert!(
+                resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+                "{resp}"
+            );
+        }
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +502,140 @@ mod tests {
         assert_eq!(parse_profile(text, "default").unwrap().key_id, "AK1");
         assert_eq!(parse_profile(text, "broken"), None);
         assert_eq!(parse_profile(text, "missing"), None);
+    }
+
+    async fn wait_for(what: &str, deadline: Duration, f: impl Fn() -> bool) {
+        let end = tokio::time::Instant::now() + deadline;
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_to_moto_retry_while_it_is_down_and_lose_nothing() {
+        use crate::archive::Archiver;
+        use crate::archive::retention::{self, Policy};
+        use crate::config::Retention;
+        use crate::sample::ResultSet;
+        use chrono::TimeZone;
+        use object_store::ObjectStoreExt;
+
+        let Some(mut moto) = moto::Moto::start() else {
+            return;
+        };
+        moto.create_bucket("archive-test");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let cfg = S3Config {
+            bucket: "archive-test".into(),
+            prefix: "rs/history".into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(moto.endpoint()),
+            allow_http: true,
+            profile: None,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_millis(800),
+            timeout: Duration::from_secs(5),
+        };
+        let store = client_with(&cfg, |b| {
+            b.with_access_key_id("testing")
+                .with_secret_access_key("testing")
+        })
+        .unwrap();
+        let at = |d: u32| -> std::time::SystemTime {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 1, d, 6, 0, 0)
+                .unwrap()
+                .into()
+        };
+        let rs = ResultSet {
+            columns: vec!["db".into(), "n".into()],
+            rows: vec![vec![Some("dev".into()), Some("1".into())]],
+        };
+        // A file an earlier run wrote but did not upload: queued at start.
+        let before = Archiver::new(root.clone());
+        let earlier = before.write("main", "c", at(1), &rs).await.unwrap();
+
+        let a = Archiver::new(root.clone());
+        let stop = CancellationToken::new();
+        let (q, worker) = start(
+            cfg.clone(),
+            store.clone(),
+            root.clone(),
+            a.stats.clone(),
+            stop.clone(),
+        );
+        let a = a.with_uploads(q.clone());
+        let second = a.write("main", "c", at(2), &rs).await.unwrap();
+        assert!(q.idle(Duration::from_secs(30)).await, "uploads finished");
+        for (path, key) in [
+            (
+                &earlier,
+                "rs/history/main/c/dt=2026-01-01/c_20260101T060000.000Z.csv",
+            ),
+            (
+                &second,
+                "rs/history/main/c/dt=2026-01-02/c_20260102T060000.000Z.csv",
+            ),
+        ] {
+            let meta = store.head(&ObjectPath::from(key)).await.unwrap();
+            assert_eq!(meta.size, std::fs::metadata(path).unwrap().len());
+            assert_eq!(
+                std::fs::read_to_string(layout::upload_marker(path)).unwrap(),
+                key
+            );
+        }
+        assert_eq!(a.stats.get("main", "c").uploads, 2);
+
+        // S3 goes away: the upload fails, is counted and retried; the file stays, and
+        // retention (which would delete everything this old) keeps it.
+        moto.stop();
+        let third = a.write("main", "c", at(3), &rs).await.unwrap();
+        wait_for("two failed attempts", Duration::from_secs(30), || {
+            a.stats.get("main", "c").upload_errors >= 2
+        })
+        .await;
+        assert_eq!(q.pending(), 1);
+        assert!(!layout::upload_marker(&third).exists());
+        let policy = Policy {
+            global: Retention {
+                max_age: Some(Duration::from_secs(3600)),
+                max_bytes: None,
+            },
+            require_upload: true,
+            ..Policy::default()
+        };
+        let enforce = || {
+            let (a, p) = (a.clone(), policy.clone());
+            tokio::task::spawn_blocking(move || retention::enforce(&a, &p, chrono::Utc::now()))
+        };
+        let o = enforce().await.unwrap();
+        assert_eq!((o.deleted, o.held_for_upload), (2, 1));
+        assert!(third.exists() && !earlier.exists() && !second.exists());
+
+        // S3 is back (empty, as moto keeps nothing): the retry uploads the file.
+        moto.restart();
+        moto.create_bucket("archive-test");
+        assert!(
+            q.idle(Duration::from_secs(30)).await,
+            "upload after recovery"
+        );
+        store
+            .head(&ObjectPath::from(
+                "rs/history/main/c/dt=2026-01-03/c_20260103T060000.000Z.csv",
+            ))
+            .await
+            .unwrap();
+        assert!(layout::upload_marker(&third).exists());
+        let s = a.stats.get("main", "c");
+        assert_eq!((s.uploads, s.upload_pending), (3, 0));
+        // Now it may go.
+        assert_eq!(enforce().await.unwrap().deleted, 1);
+        stop.cancel();
+        worker.await.unwrap();
     }
 }
