@@ -119,7 +119,11 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     pub name: String,
+    /// Host name: what is resolved (unless `hostaddr` is set) and what TLS verifies.
     pub host: String,
+    /// IP address to connect to instead of resolving `host` (SSH tunnels, VPC endpoints):
+    /// the certificate is still checked against `host`.
+    pub hostaddr: Option<std::net::IpAddr>,
     pub port: u16,
     pub database: String,
     pub user: String,
@@ -377,6 +381,7 @@ enum StrOrInt {
 #[derive(Deserialize)]
 struct RawTarget {
     host: Option<Spanned<String>>,
+    hostaddr: Option<Spanned<String>>,
     port: Option<Spanned<StrOrInt>>,
     database: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
@@ -657,6 +662,23 @@ impl Validator<'_> {
             }
         };
         let host = required(self, "host", &t.host);
+        let hostaddr = match &t.hostaddr {
+            None => None,
+            Some(s) => {
+                let text = self.string(&p("hostaddr"), s);
+                match text.trim().parse::<std::net::IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        self.problem(
+                            p("hostaddr"),
+                            Some(s.span().start),
+                            format!("\"{text}\" is not an IP address"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
         let user = required(self, "user", &t.user);
         let database = self
             .opt_string(&p("database"), &t.database)
@@ -754,6 +776,7 @@ impl Validator<'_> {
         TargetConfig {
             name: name.to_string(),
             host,
+            hostaddr,
             port,
             database,
             user,

@@ -50,6 +50,16 @@ impl TempCluster {
     /// Creates and starts a cluster, waiting (up to 30 s) until it accepts connections.
     /// The superuser is `postgres`, trusted on 127.0.0.1 without a password.
     pub fn start() -> Result<Self, TempClusterError> {
+        Self::start_with(&[], &[])
+    }
+
+    /// Like [`TempCluster::start`], with extra files in the data folder (name, contents,
+    /// mode; owned by the server's user — e.g. TLS certificates and keys) and extra server
+    /// settings (`-c name=value`, e.g. `ssl=on`).
+    pub fn start_with(
+        files: &[(&str, &[u8], u32)],
+        settings: &[(&str, &str)],
+    ) -> Result<Self, TempClusterError> {
         let bindir = find_bindir().ok_or(TempClusterError::NoBinaries)?;
         let run_as = run_as_user()?;
         let root = make_root()?;
@@ -80,6 +90,16 @@ impl TempCluster {
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
+        for (name, contents, mode) in files {
+            use std::os::unix::fs::PermissionsExt;
+            let path = data.join(name);
+            std::fs::write(&path, contents).map_err(io_err(format!("writing {name}")))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+                .map_err(io_err(format!("chmod {name}")))?;
+            if let Some((uid, gid)) = run_as {
+                chown(&path, uid, gid)?;
+            }
+        }
         let port = free_port()?;
         let log = std::fs::File::create(root.join("server.log"))
             .map_err(io_err("creating the server log"))?;
@@ -107,6 +127,9 @@ impl TempCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        for (name, value) in settings {
+            postgres.arg("-c").arg(format!("{name}={value}"));
+        }
         as_user(&mut postgres, run_as);
         let server = postgres.spawn().map_err(io_err("starting postgres"))?;
         let mut cluster = TempCluster {

@@ -1,0 +1,216 @@
+//! Life-cycle robustness: the database going away and coming back (while running, and at start-up)
+//! on a dedicated cluster, and graceful shutdown on SIGTERM (drain, pools closed, no sessions left).
+
+use std::time::Instant;
+
+use crate::support::names::*;
+use crate::support::*;
+
+const UP: &[(&str, &str)] = &[("target", "main")];
+
+fn alive_config(work: &WorkDir, db: &TestDb) -> std::path::PathBuf {
+    let text = exporter_toml(&work.archive(), "archive = false")
+        + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml(
+            "alive",
+            "SELECT 5 AS v",
+            "values = [\"v\"]\ninterval = \"1s\"\ntimeout = \"1s\"",
+        );
+    work.write("checks.toml", &text)
+}
+
+fn healthy(m: &Metrics) -> bool {
+    m.get(TARGET_UP, UP) == Some(1.0)
+        && m.check_value(SUCCESS, "alive") == Some(1.0)
+        && m.get("itest_alive_v", UP) == Some(5.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_stopped_and_restarted_while_running() {
+    let cluster = PgCluster::dedicated();
+    let db = cluster.create_database().await;
+    let work = WorkDir::new();
+    let cfg = alive_config(&work, &db);
+    let mut d = Daemon::start(&cfg).await;
+    d.wait_metrics("target up and check ok", secs(10), healthy)
+        .await;
+
+    cluster.stop();
+    let m = d
+        .wait_metrics(
+            "target_up 0 and success 0 while the database is down",
+            secs(15),
+            |m| m.get(TARGET_UP, UP) == Some(0.0) && m.check_value(SUCCESS, "alive") == Some(0.0),
+        )
+        .await;
+    assert!(
+        m.check_value_with(RUNS, "alive", "result", "error")
+            .unwrap_or(0.0)
+            + m.check_value_with(RUNS, "alive", "result", "timeout")
+                .unwrap_or(0.0)
+            >= 1.0,
+        "runs while the database is down are counted as failed:\n{}",
+        m.lines_with(RUNS)
+    );
+    assert!(
+        m.find("itest_alive_v", &[]).is_empty(),
+        "no stale data while the database is down:\n{}",
+        m.lines_with("itest_alive")
+    );
+    // still serving a few seconds later
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(d.get("/metrics").await.status, 200);
+    assert!(
+        d.try_wait_exit(ms(10)).await.is_none(),
+        "daemon exited while the database was down"
+    );
+
+    cluster.start();
+    let restarted = Instant::now();
+    d.wait_metrics(
+        "recovery after the restart (same daemon)",
+        secs(20),
+        healthy,
+    )
+    .await;
+    eprintln!(
+        "recovered {:?} after the database restart",
+        restarted.elapsed()
+    );
+    assert!(
+        d.try_wait_exit(ms(10)).await.is_none(),
+        "daemon must not restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_started_while_the_database_is_down_recovers() {
+    let cluster = PgCluster::dedicated();
+    let db = cluster.create_database().await;
+    cluster.stop();
+    let work = WorkDir::new();
+    let cfg = alive_config(&work, &db);
+    let mut d = Daemon::start(&cfg).await;
+    let m = d
+        .wait_metrics("a failed connect attempt and target_up 0", secs(10), |m| {
+            m.get(TARGET_UP, UP) == Some(0.0)
+                && m.check_value_with(ERRORS, "alive", "kind", "connect")
+                    .unwrap_or(0.0)
+                    >= 1.0
+        })
+        .await;
+    assert_ne!(
+        m.check_value(SUCCESS, "alive"),
+        Some(1.0),
+        "{}",
+        m.lines_with("alive")
+    );
+    assert!(
+        m.find("itest_alive_v", &[]).is_empty(),
+        "{}",
+        m.lines_with("itest_alive")
+    );
+    assert_eq!(
+        d.get("/-/healthy").await.status,
+        200,
+        "healthy while the database is down"
+    );
+
+    cluster.start();
+    d.wait_metrics("recovery once the database is up", secs(20), healthy)
+        .await;
+    assert!(
+        d.try_wait_exit(ms(10)).await.is_none(),
+        "daemon must keep running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_closes_pools_and_exits_zero() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "drain_timeout = \"10s\"")
+        + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml(
+            "slow",
+            "SELECT 1 AS v FROM pg_sleep(2)",
+            "values = [\"v\"]\ninterval = \"1s\"\ntimeout = \"10s\"",
+        )
+        + &check_toml(
+            "quick",
+            "SELECT 1 AS v",
+            "values = [\"v\"]\ninterval = \"1s\"",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let client = db.connect().await;
+    let mut d = Daemon::start(&cfg).await;
+
+    let deadline = Instant::now() + secs(6);
+    while count_active(&client, "pg_sleep(2)").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "slow check never ran; logs:\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
+    let sessions = count_sessions(&client, "redshift-exporter").await;
+    assert!(
+        sessions >= 1,
+        "no session with application_name 'redshift-exporter' while a check runs"
+    );
+
+    let sent = Instant::now();
+    d.sigterm();
+    let status = d.wait_exit(secs(14)).await;
+    let took = sent.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}; logs:\n{}",
+        d.log_text()
+    );
+    assert!(took < secs(11), "exit took {took:?}, drain_timeout is 10 s");
+
+    let logs = d.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.is_message("pool closed") && l.has("target", "main")),
+        "no \"pool closed\" line for target main; logs:\n{}",
+        d.log_text()
+    );
+    let complete = logs
+        .iter()
+        .position(|l| l.is_message("shutdown complete"))
+        .unwrap_or_else(|| panic!("no \"shutdown complete\" line; logs:\n{}", d.log_text()));
+    let pool_closed = logs
+        .iter()
+        .position(|l| l.is_message("pool closed"))
+        .unwrap();
+    assert!(
+        pool_closed < complete,
+        "\"shutdown complete\" must be the last word"
+    );
+    assert!(
+        !logs.iter().any(|l| l.is_message("check failed")
+            && l.has("check", "slow")
+            && l.has("kind", "canceled")),
+        "the in-flight 2 s check must be drained, not canceled (drain_timeout 10 s); logs:\n{}",
+        d.log_text()
+    );
+
+    let deadline = Instant::now() + secs(3);
+    loop {
+        let left = count_sessions(&client, "redshift-exporter").await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} exporter session(s) still open 3 s after exit"
+        );
+        tokio::time::sleep(ms(100)).await;
+    }
+}

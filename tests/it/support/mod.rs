@@ -1,0 +1,94 @@
+//! Test harness shared by every integration-test module: a PostgreSQL server ([`pg`]), the exporter
+//! as a subprocess ([`daemon`]), a Prometheus text-format parser ([`prom`]), and small helpers for
+//! watching the exporter's sessions in `pg_stat_activity`.
+
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod pg;
+pub mod prom;
+
+use std::time::Duration;
+
+pub use daemon::{
+    Daemon, WorkDir, check_config, check_toml, config_toml, exporter_toml, once, run_cli,
+};
+pub use pg::{PgCluster, TestDb, database};
+pub use prom::Metrics;
+
+/// Shorthand for whole seconds.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Shorthand for milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Number of other sessions in the client's current database that are actively running a statement
+/// whose text contains `needle` (our own session is excluded, and the needle is passed as a
+/// parameter so this query never matches itself).
+pub async fn count_active(client: &tokio_postgres::Client, needle: &str) -> i64 {
+    let pattern = format!(
+        "%{}%",
+        needle
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND state = 'active' AND query LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .expect("pg_stat_activity query failed");
+    row.get::<_, i64>(0)
+}
+
+/// Number of sessions in the client's current database with this `application_name` (any state).
+pub async fn count_sessions(client: &tokio_postgres::Client, application_name: &str) -> i64 {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = $1",
+            &[&application_name],
+        )
+        .await
+        .expect("pg_stat_activity query failed");
+    row.get::<_, i64>(0)
+}
+
+/// Number of sessions in the client's current database other than our own.
+pub async fn count_other_sessions(client: &tokio_postgres::Client) -> i64 {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity query failed");
+    row.get::<_, i64>(0)
+}
+
+/// Self-metric names from the interface contract.
+pub mod names {
+    pub const SUCCESS: &str = "redshift_exporter_check_success";
+    pub const DURATION: &str = "redshift_exporter_check_duration_seconds";
+    pub const ROWS: &str = "redshift_exporter_check_rows";
+    pub const LAST_RUN: &str = "redshift_exporter_check_last_run_timestamp_seconds";
+    pub const LAST_SUCCESS: &str = "redshift_exporter_check_last_success_timestamp_seconds";
+    pub const RUNS: &str = "redshift_exporter_check_runs_total";
+    pub const ERRORS: &str = "redshift_exporter_check_errors_total";
+    pub const SAMPLE_ERRORS: &str = "redshift_exporter_sample_errors_total";
+    pub const ARCHIVE_FILES: &str = "redshift_exporter_archive_files_total";
+    pub const ARCHIVE_ERRORS: &str = "redshift_exporter_archive_errors_total";
+    pub const TARGET_UP: &str = "redshift_exporter_target_up";
+    pub const POOL_CONNECTIONS: &str = "redshift_exporter_pool_connections";
+    pub const POOL_MAX: &str = "redshift_exporter_pool_max_connections";
+    pub const BUILD_INFO: &str = "redshift_exporter_build_info";
+}
