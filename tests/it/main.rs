@@ -9,6 +9,7 @@ mod cli;
 mod endpoints;
 mod harness;
 mod mapping;
+mod pack;
 mod resilience;
 mod scheduling;
 mod tls;
