@@ -24,10 +24,13 @@ pub struct Lifecycle {
     /// The archiver whose shared parts every runner's archiver reuses; `None` when
     /// archiving was off at start-up.
     base: Option<Archiver>,
+    /// The upload queue, when `[exporter.s3]` was configured at start-up.
     uploads: Option<UploadQueue>,
     /// Read by the retention task at each pass; replaced on reload.
     policy: Arc<RwLock<Policy>>,
+    /// Stops the retention task and the upload worker.
     stop: CancellationToken,
+    /// The retention task and the upload worker, awaited at shutdown.
     tasks: Vec<JoinHandle<()>>,
 }
 

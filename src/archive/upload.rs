@@ -62,7 +62,9 @@ struct Job {
 /// The sending side of the queue; cheap to clone.
 #[derive(Clone)]
 pub struct UploadQueue {
+    /// To the worker. Unbounded: a job is a path, and the files themselves are the backlog.
     tx: mpsc::UnboundedSender<Job>,
+    /// Per-folder pending counts and upload counters.
     stats: Arc<ArchiveStats>,
     /// Files queued and not yet uploaded (or dropped).
     pending: Arc<watch::Sender<u64>>,
@@ -283,9 +285,11 @@ pub fn start(
 }
 
 struct Worker {
+    /// Bucket, prefix and backoff.
     cfg: S3Config,
     store: Arc<dyn ObjectStore>,
     stats: Arc<ArchiveStats>,
+    /// Shared with the queue: decremented when a job leaves it.
     pending: Arc<watch::Sender<u64>>,
 }
 

@@ -617,3 +617,56 @@ async fn s3_upload_keys_outage_and_restart_lose_nothing() {
         assert!(marked(&p), "{p:?} has no upload marker after recovery");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_uploads_its_files_before_it_exits() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("rse-once").await;
+    let db = database().await;
+    let work = WorkDir::new();
+    let s3 = format!(
+        "archive_compression = \"gzip\"\n[exporter.s3]\nbucket = \"rse-once\"\nprefix = \"hist\"\n\
+         endpoint = \"http://127.0.0.1:{}\"\nallow_http = true\ntimeout = \"5s\"",
+        moto.port
+    );
+    let checks = check_toml("up", "SELECT 1 AS v", "values = [\"v\"]");
+    let cfg = config(&work, &db, &s3, &checks);
+    let env = s3_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = run_cli(
+        vec![
+            "once".into(),
+            "--config".into(),
+            cfg.to_string_lossy().into(),
+        ],
+        env,
+        vec![],
+        secs(30),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    let files: Vec<PathBuf> = walk(&work.archive())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".csv.gz"))
+        .collect();
+    assert_eq!(files.len(), 1, "{}", out.dump());
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    let keys = moto.keys("rse-once").await;
+    let s = &name["up_".len()..];
+    let key = format!(
+        "hist/main/up/dt={}-{}-{}/{name}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8]
+    );
+    assert_eq!(keys, vec![key]);
+    assert!(
+        files[0]
+            .with_file_name(format!(".{name}.uploaded"))
+            .exists()
+    );
+}
