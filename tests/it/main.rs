@@ -10,6 +10,7 @@ mod endpoints;
 mod harness;
 mod mapping;
 mod pack;
+mod prometheus;
 mod resilience;
 mod scheduling;
 mod tls;
