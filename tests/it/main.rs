@@ -4,6 +4,7 @@
 mod support;
 
 mod archive;
+mod archive_lifecycle;
 mod cli;
 mod docs;
 mod endpoints;
