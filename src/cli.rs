@@ -322,10 +322,23 @@ fn check_config(a: ConfigArgs) -> ExitCode {
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-                _ => format!(
+                Some(_) => format!(
                     "{}, timeout {}",
                     c.schedule,
                     humantime::format_duration(c.timeout)
+                ),
+                // Flavour detected at connect: say which flavour the check needs.
+                None => format!(
+                    "{}, timeout {}{}",
+                    c.schedule,
+                    humantime::format_duration(c.timeout),
+                    match c.deployments.as_slice() {
+                        [only] => format!(
+                            " (only if the target is {}; skipped otherwise)",
+                            only.as_str()
+                        ),
+                        _ => String::new(),
+                    }
                 ),
             };
             println!("  check {}: {runs}", c.name);
