@@ -19,6 +19,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod archive;
+pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes};
+
 /// Where data metrics' names start unless `[exporter] namespace` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "redshift";
 /// Prefix of the exporter's own metrics; data metric names may not collide with it.
@@ -51,6 +54,8 @@ pub struct ExporterConfig {
     pub drain_timeout: Duration,
     /// Default cap on the series one check run may produce (per target).
     pub max_series_per_check: usize,
+    /// Retention, compression, serving and S3 upload of archive files.
+    pub archive: ArchiveSettings,
 }
 
 /// How the connection to a target is secured.
@@ -188,6 +193,8 @@ pub struct CheckConfig {
     pub max_series: usize,
     /// Where the check applies; a target of another flavour skips it.
     pub deployments: Vec<Deployment>,
+    /// How long this check's archive files are kept (age), and the cap on their bytes per target.
+    pub archive_retention: Retention,
 }
 
 impl CheckConfig {
@@ -356,6 +363,12 @@ struct RawExporter {
     default_timeout: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
     max_series_per_check: Option<Spanned<i64>>,
+    archive_max_age: Option<Spanned<String>>,
+    archive_max_bytes: Option<Spanned<StrOrInt>>,
+    archive_compression: Option<Spanned<String>>,
+    archive_serve: Option<Spanned<bool>>,
+    archive_retention_interval: Option<Spanned<String>>,
+    s3: Option<Spanned<archive::RawS3>>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +413,8 @@ struct RawCheck {
     archive: Option<Spanned<bool>>,
     max_series: Option<Spanned<i64>>,
     deployment: Option<Vec<Spanned<String>>>,
+    archive_max_age: Option<Spanned<String>>,
+    archive_max_bytes: Option<Spanned<StrOrInt>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -549,6 +564,7 @@ impl Validator<'_> {
                 10_000,
                 10_000_000,
             ),
+            archive: self.archive_settings(&e),
         };
 
         if raw.targets.is_empty() {
@@ -1079,6 +1095,12 @@ impl Validator<'_> {
                 10_000_000,
             ),
             deployments,
+            archive_retention: self.check_retention(
+                &base,
+                &c.archive_max_age,
+                &c.archive_max_bytes,
+                &exporter.archive,
+            ),
         }
     }
 }

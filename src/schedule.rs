@@ -94,7 +94,19 @@ impl Runner {
         store: Arc<Store>,
         carried: Vec<Option<Guards>>,
     ) -> Arc<Self> {
-        let archiver = config.exporter.archive_dir.clone().map(Archiver::new);
+        let archiver = Archiver::from_config(&config);
+        Self::with_archiver(config, targets, store, carried, archiver)
+    }
+
+    /// Like [`Runner::with_guards`], with an archiver built by the caller (one that shares
+    /// the daemon's archive gauges and upload queue across reloads).
+    pub fn with_archiver(
+        config: Arc<Config>,
+        targets: Vec<Arc<Target>>,
+        store: Arc<Store>,
+        carried: Vec<Option<Guards>>,
+        archiver: Option<Archiver>,
+    ) -> Arc<Self> {
         let (running, last_start) = carried.into_iter().map(|g| g.unwrap_or_default()).unzip();
         Arc::new(Runner {
             detecting: targets

@@ -4,7 +4,10 @@
 mod support;
 
 mod archive;
+mod archive_lifecycle;
 mod cli;
+mod demo;
+mod docs;
 mod endpoints;
 mod hardening_faults;
 mod hardening_results;
