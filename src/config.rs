@@ -848,6 +848,16 @@ impl Validator<'_> {
                 if text.trim().is_empty() {
                     self.problem(p("query"), Some(q.span().start), "must not be empty");
                 }
+                if let Some(at) = crate::lint::second_statement(&text) {
+                    let line = text[..at].matches('\n').count() + 1;
+                    self.problem(
+                        p("query"),
+                        Some(q.span().start),
+                        format!(
+                            "must be one SQL statement: the ';' on line {line} of the query is followed by more SQL (checks run in a READ ONLY transaction that a second statement could end)"
+                        ),
+                    );
+                }
                 text
             }
             None => {

@@ -11,6 +11,7 @@ mod docs;
 mod endpoints;
 mod hardening_faults;
 mod hardening_results;
+mod hardening_security;
 mod harness;
 mod mapping;
 mod pack;
