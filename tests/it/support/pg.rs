@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
@@ -31,6 +31,40 @@ pub struct TestDb {
     pub dbname: String,
     pub user: String,
     pub password: Option<String>,
+    /// With an external server: drops the database when the last clone goes away.
+    dropper: Option<Arc<DropDatabase>>,
+}
+
+/// Drops a database on an external server (`WITH (FORCE)`, bounded to 10 s, errors ignored).
+#[derive(Debug)]
+struct DropDatabase {
+    admin: tokio_postgres::Config,
+    dbname: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.dbname);
+        // A runtime of its own on a thread of its own: this may run inside a test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), async move {
+                    let (client, conn) = admin.connect(NoTls).await?;
+                    tokio::spawn(conn);
+                    client.batch_execute(&sql).await
+                })
+                .await;
+            });
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -179,8 +213,14 @@ async fn database_from_url(url: &str) -> TestDb {
         dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
         user,
         password,
+        dropper: None,
     };
-    create_database_via(&admin).await
+    let mut db = create_database_via(&admin).await;
+    db.dropper = Some(Arc::new(DropDatabase {
+        admin: admin.pg_config(),
+        dbname: db.dbname.clone(),
+    }));
+    db
 }
 
 async fn create_database_via(admin: &TestDb) -> TestDb {
@@ -314,6 +354,7 @@ impl PgCluster {
             dbname: "postgres".to_owned(),
             user: "postgres".to_owned(),
             password: None,
+            dropper: None,
         };
         create_database_via(&admin).await
     }
