@@ -51,6 +51,25 @@ enum Command {
     Once(OnceArgs),
     /// Validate the configuration and exit (0 valid, 2 invalid).
     CheckConfig(ConfigArgs),
+    /// Start a throwaway PostgreSQL with the Redshift emulation and every catalogued incident,
+    /// run the exporter with the shipped checks against it, clean up on Ctrl-C.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Address the exporter listens on.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:9439"
+    )]
+    listen_address: String,
+    /// Keep the CSV archive folder after exit.
+    #[arg(long)]
+    keep_archive: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +126,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Run(a)), _) => run(a),
         (Some(Command::Once(a)), _) => once(a),
         (Some(Command::CheckConfig(a)), _) => check_config(a),
+        (Some(Command::Demo(a)), _) => demo(a),
         (None, Some(config)) => run(RunArgs {
             config,
             listen_address: cli.listen_address,
@@ -190,6 +210,31 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         tracing::warn!("second signal: exiting without draining");
         std::process::exit(i32::from(EXIT_RUN_FAILED));
     });
+}
+
+fn demo(a: DemoArgs) -> ExitCode {
+    logging::init(a.log.log_level.min_warn(), a.log.log_format);
+    let rt = runtime();
+    let result = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        crate::demo::run(
+            crate::demo::DemoOptions {
+                listen_address: a.listen_address,
+                keep_archive: a.keep_archive,
+            },
+            shutdown,
+        )
+        .await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("redshift-exporter demo: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn once(a: OnceArgs) -> ExitCode {

@@ -114,7 +114,11 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     pub name: String,
+    /// Host name: what is resolved (unless `hostaddr` is set) and what TLS verifies.
     pub host: String,
+    /// IP address to connect to instead of resolving `host` (SSH tunnels, VPC endpoints):
+    /// the certificate is still checked against `host`.
+    pub hostaddr: Option<std::net::IpAddr>,
     pub port: u16,
     pub database: String,
     pub user: String,
@@ -364,6 +368,7 @@ enum StrOrInt {
 #[derive(Deserialize)]
 struct RawTarget {
     host: Option<Spanned<String>>,
+    hostaddr: Option<Spanned<String>>,
     port: Option<Spanned<StrOrInt>>,
     database: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
@@ -565,7 +570,7 @@ impl Validator<'_> {
         }
         let mut checks: Vec<Arc<CheckConfig>> = Vec::new();
         let mut names = HashSet::new();
-        let mut metrics: BTreeMap<String, String> = BTreeMap::new();
+        let mut metrics: BTreeMap<String, (String, Vec<Deployment>)> = BTreeMap::new();
         for (i, c) in raw.checks.iter().enumerate() {
             let check = self.check(i, c, &exporter, &target_names);
             let path = format!("checks[{i}]");
@@ -578,16 +583,33 @@ impl Validator<'_> {
                 );
             }
             // A duplicate name's metrics collide by construction; one problem is enough.
+            // Two checks may feed one metric only when no target can run both (disjoint
+            // deployments: the provisioned and Serverless variants of one measurement), so
+            // their series can never collide.
             for v in check.values.iter().filter(|_| !duplicate) {
-                if let Some(other) = metrics.insert(v.metric.clone(), check.name.clone()) {
-                    self.problem(
-                        format!("{path}.values"),
-                        Some(c.span().start),
-                        format!(
-                            "metric \"{}\" is also produced by check \"{other}\"; give one of them a values name override",
-                            v.metric
-                        ),
-                    );
+                match metrics.get(&v.metric) {
+                    None => {
+                        metrics.insert(
+                            v.metric.clone(),
+                            (check.name.clone(), check.deployments.clone()),
+                        );
+                    }
+                    Some((other, other_deployments)) => {
+                        if check
+                            .deployments
+                            .iter()
+                            .any(|d| other_deployments.contains(d))
+                        {
+                            self.problem(
+                                format!("{path}.values"),
+                                Some(c.span().start),
+                                format!(
+                                    "metric \"{}\" is also produced by check \"{other}\" and a target could run both; give one of them a values name override (checks may share a metric only when their deployments differ)",
+                                    v.metric
+                                ),
+                            );
+                        }
+                    }
                 }
             }
             checks.push(Arc::new(check));
@@ -624,6 +646,23 @@ impl Validator<'_> {
             }
         };
         let host = required(self, "host", &t.host);
+        let hostaddr = match &t.hostaddr {
+            None => None,
+            Some(s) => {
+                let text = self.string(&p("hostaddr"), s);
+                match text.trim().parse::<std::net::IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        self.problem(
+                            p("hostaddr"),
+                            Some(s.span().start),
+                            format!("\"{text}\" is not an IP address"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
         let user = required(self, "user", &t.user);
         let database = self
             .opt_string(&p("database"), &t.database)
@@ -721,6 +760,7 @@ impl Validator<'_> {
         TargetConfig {
             name: name.to_string(),
             host,
+            hostaddr,
             port,
             database,
             user,
@@ -1377,6 +1417,29 @@ values = [{ column = "v", name = "same" }, { column = "w", name = "exporter_x" }
         assert_eq!(w[0].path, "checks[0].query");
         assert_eq!(w[0].line, Some(9), "{w:?}");
         assert!(w[0].message.contains("GETDATE()"));
+    }
+
+    #[test]
+    fn flavour_variants_may_share_a_metric() {
+        let base = "[targets.main]\nhost = \"h\"\nuser = \"u\"\n";
+        let check = |name: &str, dep: &str, labels: &str| {
+            format!(
+                "[[checks]]\nname = \"{name}\"\nquery = \"SELECT 1\"\nlabels = {labels}\nvalues = [{{ column = \"v\", name = \"shared\" }}]\ndeployment = [{dep}]\n"
+            )
+        };
+        let ok = format!(
+            "{base}{}{}",
+            check("p", "\"provisioned\"", "[\"a\"]"),
+            check("s", "\"serverless\"", "[\"a\"]")
+        );
+        assert!(parse(&ok, env).is_ok());
+        let both = format!(
+            "{base}{}{}",
+            check("p", "\"provisioned\"", "[\"a\"]"),
+            check("s", "\"serverless\", \"provisioned\"", "[\"a\"]")
+        );
+        let e = parse(&both, env).unwrap_err();
+        assert!(e[0].message.contains("a target could run both"), "{e:?}");
     }
 
     #[test]

@@ -131,8 +131,11 @@ impl Target {
     pub fn new(config: Arc<TargetConfig>) -> Result<Self, SetupError> {
         let tls = make_tls(&config)?;
         let mut pg = tokio_postgres::Config::new();
-        pg.host(&config.host)
-            .port(config.port)
+        pg.host(&config.host);
+        if let Some(ip) = config.hostaddr {
+            pg.hostaddr(ip);
+        }
+        pg.port(config.port)
             .dbname(&config.database)
             .user(&config.user)
             .application_name(&config.application_name)
@@ -259,6 +262,36 @@ async fn identify_session(client: &tokio_postgres::Client) -> Result<(), tokio_p
             .simple_query(&format!("SET query_group TO '{QUERY_GROUP}'"))
             .await?;
     }
+    Ok(())
+}
+
+/// Runs SQL scripts (several statements each, simple protocol) on one fresh plain-TCP session
+/// to `127.0.0.1:port` as `postgres`: how `demo` sets up its throwaway databases.
+pub async fn run_scripts(
+    port: u16,
+    database: &str,
+    scripts: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname(database)
+        .connect_timeout(Duration::from_secs(10));
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("connecting to {database}: {}", error_chain(&e)))?;
+    let task = tokio::spawn(connection);
+    for (name, sql) in scripts {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| format!("{name}: {}", error_chain(&e)))?;
+    }
+    drop(client);
+    let _ = task.await;
     Ok(())
 }
 
@@ -469,6 +502,71 @@ mod tests {
             Some("13".into())
         );
         assert_eq!(unsupported_auth_code("connection refused"), None);
+    }
+
+    /// A loopback server that answers any startup message with an authentication request
+    /// of the given code, as Redshift does for sha256 passwords (13) and IdP tokens (14).
+    async fn fake_server(code: u32) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut len = [0u8; 4];
+                if sock.read_exact(&mut len).await.is_err() {
+                    continue;
+                }
+                let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                let _ = sock.read_exact(&mut rest).await;
+                // 'R', length, code, then Redshift's digest parameters (algorithm, salt, nonce).
+                let payload = [0u8, 0, 0, 1, 0, 0, 0, 4, 1, 2, 3, 4];
+                let mut msg = vec![b'R'];
+                msg.extend_from_slice(&((8 + payload.len()) as u32).to_be_bytes());
+                msg.extend_from_slice(&code.to_be_bytes());
+                msg.extend_from_slice(&payload);
+                let _ = sock.write_all(&msg).await;
+                let _ = sock.flush().await;
+            }
+        });
+        port
+    }
+
+    fn target_config(port: u16) -> TargetConfig {
+        let text = format!(
+            "[targets.t]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"u\"\npassword = \"pw\"\nsslmode = \"disable\"\nconnect_timeout = \"2s\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nvalues = [\"v\"]\n"
+        );
+        (*crate::config::parse(&text, |_| None).unwrap().targets[0]).clone()
+    }
+
+    #[tokio::test]
+    async fn unsupported_auth_requests_name_the_cause_and_the_fix() {
+        for (code, cause) in [(13, "SHA-256"), (14, "identity-provider")] {
+            let port = fake_server(code).await;
+            let target = Target::new(Arc::new(target_config(port))).unwrap();
+            let err = get_client(&target.pool, Duration::from_secs(3))
+                .await
+                .expect_err("the fake server never lets us in");
+            assert_eq!(err.kind, ErrorKind::Auth, "{err}");
+            assert!(err.message.contains(&format!("method {code}")), "{err}");
+            assert!(err.message.contains(cause), "{err}");
+            assert!(err.message.contains("MD5 password"), "{err}");
+            assert!(err.message.contains("IAM"), "{err}");
+            assert!(!err.message.contains("pw"), "password leaked: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_connect_errors() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let target = Target::new(Arc::new(target_config(port))).unwrap();
+        let err = get_client(&target.pool, Duration::from_secs(3))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Connect, "{err}");
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub struct Exposition {
     store: Arc<Store>,
     /// (target name, pool reader) for each target.
     pools: Vec<(String, PoolStatsFn)>,
-    /// Bytes of the snapshot-derived families and the generation they were rendered from.
-    cache: Mutex<(u64, Bytes)>,
+    /// The snapshot-derived families, plain and compressed, and the generation they were
+    /// rendered from.
+    cache: Mutex<(u64, Option<Arc<Rendered>>)>,
     start_time: f64,
     /// Outcome of configuration reloads (process-wide, outlives each configuration).
     reload: Arc<ReloadStatus>,
@@ -46,7 +47,7 @@ impl Exposition {
         Exposition {
             store,
             pools,
-            cache: Mutex::new((0, Bytes::new())),
+            cache: Mutex::new((0, None)),
             start_time: process_start_time().unwrap_or(0.0),
             reload,
         }
@@ -56,19 +57,30 @@ impl Exposition {
     pub fn render(&self) -> Bytes {
         let cached = self.snapshot_part();
         let dynamic = self.dynamic_part();
-        let mut out = BytesMut::with_capacity(cached.len() + dynamic.len());
-        out.extend_from_slice(&cached);
+        let mut out = BytesMut::with_capacity(cached.plain.len() + dynamic.len());
+        out.extend_from_slice(&cached.plain);
         out.extend_from_slice(&dynamic);
         out.freeze()
     }
 
+    /// The full exposition, gzip-compressed. The snapshot part is compressed once per
+    /// snapshot change and cached; only the small per-scrape part is compressed per scrape
+    /// and appended to the same deflate stream (see [`Gzipped`]).
+    pub fn render_gzip(&self) -> Bytes {
+        let cached = self.snapshot_part();
+        let dynamic = self.dynamic_part();
+        cached.gzip.finish(&dynamic)
+    }
+
     /// The families derived from the snapshot, re-rendered only when it changed.
-    pub fn snapshot_part(&self) -> Bytes {
+    fn snapshot_part(&self) -> Arc<Rendered> {
         let generation = self.store.generation();
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if cache.0 == generation {
-                return cache.1.clone();
+                if let Some(r) = &cache.1 {
+                    return r.clone();
+                }
             }
         }
         // Render outside the cache lock; a concurrent scrape may render too, harmlessly.
@@ -76,12 +88,16 @@ impl Exposition {
             let st = self.store.read();
             (self.store.generation(), snapshot_families(&st))
         };
-        let bytes = encode(&families);
+        let plain = encode(&families);
+        let rendered = Arc::new(Rendered {
+            gzip: Gzipped::new(&plain),
+            plain,
+        });
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if generation >= cache.0 {
-            *cache = (generation, bytes.clone());
+            *cache = (generation, Some(rendered.clone()));
         }
-        bytes
+        rendered
     }
 
     fn dynamic_part(&self) -> Bytes {
@@ -127,6 +143,78 @@ impl Exposition {
         families.push(at);
         families.extend(process_families(self.start_time));
         encode(&families)
+    }
+}
+
+/// The snapshot part of the exposition, ready to serve.
+struct Rendered {
+    plain: Bytes,
+    gzip: Gzipped,
+}
+
+/// The start of a gzip member: header plus deflate blocks of `plain`, ended with a sync flush
+/// (byte-aligned, not final), and the running CRC. [`Gzipped::finish`] appends the per-scrape
+/// bytes as further deflate blocks from a fresh compressor (which refers back to nothing before
+/// its own input) with the final-block flag, then the trailer: one valid gzip member, so every
+/// client can read it, for the cost of compressing a few kilobytes per scrape.
+struct Gzipped {
+    prefix: Bytes,
+    crc: crc32fast::Hasher,
+    len: usize,
+}
+
+impl Gzipped {
+    fn new(plain: &[u8]) -> Self {
+        // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown
+        let mut out = Vec::with_capacity(plain.len() / 4 + 64);
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+        deflate(&mut c, plain, &mut out, flate2::FlushCompress::Sync);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(plain);
+        Gzipped {
+            prefix: Bytes::from(out),
+            crc,
+            len: plain.len(),
+        }
+    }
+
+    fn finish(&self, tail: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(self.prefix.len() + tail.len() / 2 + 64);
+        out.extend_from_slice(&self.prefix);
+        let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+        deflate(&mut c, tail, &mut out, flate2::FlushCompress::Finish);
+        let mut crc = self.crc.clone();
+        crc.update(tail);
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE is the length modulo 2^32 (RFC 1952).
+        out.extend_from_slice(&((self.len + tail.len()) as u32).to_le_bytes());
+        Bytes::from(out)
+    }
+}
+
+/// Compresses all of `input` into `out` (growing it), then flushes as asked.
+fn deflate(
+    c: &mut flate2::Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    flush: flate2::FlushCompress,
+) {
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.len().max(16 * 1024));
+        }
+        let before = c.total_in();
+        let status = c
+            .compress_vec(input, out, flush)
+            .expect("deflating into memory cannot fail");
+        input = &input[(c.total_in() - before) as usize..];
+        let room_left = out.len() < out.capacity();
+        match status {
+            flate2::Status::StreamEnd => break,
+            _ if input.is_empty() && room_left && flush != flate2::FlushCompress::Finish => break,
+            _ => {}
+        }
     }
 }
 
@@ -185,15 +273,22 @@ fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
 fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     let mut out = Vec::new();
 
-    // Data: one family per value column, in check order; every target of the check inside it.
+    // Data: one family per metric name, in check order; every target of every check feeding
+    // it inside (the provisioned and Serverless variants of a measurement share a name).
     let mut seen_checks = std::collections::HashSet::new();
+    let mut data: Vec<MetricFamily> = Vec::new();
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for s in &st.slots {
         if !seen_checks.insert(s.check_index) {
             continue;
         }
         let check = &s.check;
         for (vi, v) in check.values.iter().enumerate() {
-            let mut f = family(&v.metric, &v.help, MetricType::GAUGE);
+            let fi = *by_name.entry(v.metric.as_str()).or_insert_with(|| {
+                data.push(family(&v.metric, &v.help, MetricType::GAUGE));
+                data.len() - 1
+            });
+            let f = &mut data[fi];
             for sl in st.slots.iter().filter(|x| x.check_index == s.check_index) {
                 let Some(samples) = &sl.samples else { continue };
                 for row in &samples.rows {
@@ -208,9 +303,9 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
                     f.mut_metric().push(gauge(&pairs, value));
                 }
             }
-            out.push(f);
         }
     }
+    out.extend(data);
 
     let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
     let per_slot = |name: &str, help: &str, value: &dyn Fn(&crate::snapshot::Slot) -> f64| {
@@ -443,6 +538,31 @@ fn process_start_time() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn spliced_gzip_is_one_valid_member() {
+        let big: String = (0..20_000)
+            .map(|i| format!("metric_{}{{a=\"{i}\"}} {i}\n", i % 7))
+            .collect();
+        let g = Gzipped::new(big.as_bytes());
+        for tail in ["", "process_open_fds 12\n", &"x".repeat(100_000)] {
+            let gz = g.finish(tail.as_bytes());
+            let mut out = String::new();
+            // GzDecoder reads one member only: the splice must be a single member.
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out.len(), big.len() + tail.len());
+            assert!(out == format!("{big}{tail}"));
+        }
+        assert!(
+            g.prefix.len() < big.len() / 4,
+            "compresses: {} of {}",
+            g.prefix.len(),
+            big.len()
+        );
+    }
 
     #[test]
     fn process_metrics_are_read() {

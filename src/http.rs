@@ -201,10 +201,19 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
     let live = web.live();
     match req.uri().path() {
-        "/metrics" => Response::builder()
-            .header(header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(Full::new(live.exposition.render()))
-            .expect("static response parts are valid"),
+        "/metrics" => {
+            let builder = Response::builder()
+                .header(header::CONTENT_TYPE, CONTENT_TYPE)
+                .header(header::VARY, "Accept-Encoding");
+            if accepts_gzip(req.headers()) {
+                builder
+                    .header(header::CONTENT_ENCODING, "gzip")
+                    .body(Full::new(live.exposition.render_gzip()))
+            } else {
+                builder.body(Full::new(live.exposition.render()))
+            }
+            .expect("static response parts are valid")
+        }
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" => {
             if live.store.ready() {
@@ -222,6 +231,25 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
             .expect("static response parts are valid"),
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics\n"),
     }
+}
+
+/// `Accept-Encoding` lists gzip with a non-zero quality.
+fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -339,6 +367,21 @@ pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gzip_negotiation() {
+        let h = |v: &str| {
+            let mut m = hyper::HeaderMap::new();
+            m.insert(hyper::header::ACCEPT_ENCODING, v.parse().unwrap());
+            super::accepts_gzip(&m)
+        };
+        assert!(h("gzip"));
+        assert!(h("deflate, gzip;q=0.5"));
+        assert!(h("GZIP"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("identity"));
+        assert!(!super::accepts_gzip(&hyper::HeaderMap::new()));
+    }
+
     #[test]
     fn escapes_html() {
         assert_eq!(

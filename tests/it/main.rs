@@ -10,3 +10,4 @@ mod harness;
 mod mapping;
 mod resilience;
 mod scheduling;
+mod tls;

@@ -1,0 +1,184 @@
+//! `redshift-exporter demo`: the product on a laptop in one command. Starts a throwaway
+//! PostgreSQL ([`crate::pgtemp`]), loads the Redshift emulation with every catalogued incident
+//! into two databases (a provisioned cluster and a Serverless workgroup), runs the daemon with
+//! the shipped check pack against both, prints where to look, and removes everything when
+//! the shutdown token fires (Ctrl-C).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, DaemonOptions};
+use crate::config::{self, Config, Deployment, SslMode};
+use crate::db;
+use crate::emulation::{self, Scenario, Variant};
+use crate::pgtemp::{TempCluster, TempClusterError};
+
+/// Settings of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the exporter listens.
+    pub listen_address: String,
+    /// Keep the CSV archive folder after exit.
+    pub keep_archive: bool,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot start PostgreSQL: {0}")]
+    Cluster(#[from] TempClusterError),
+    #[error("cannot load the Redshift emulation: {0}")]
+    Load(String),
+    #[error("the shipped check pack does not parse: {0}")]
+    Pack(String),
+    #[error(transparent)]
+    Exporter(#[from] app::StartupError),
+}
+
+/// The demo's two targets: (target name, database, flavour).
+const TARGETS: [(&str, &str, Variant); 2] = [
+    ("provisioned", "redshift_provisioned", Variant::Provisioned),
+    ("serverless", "redshift_serverless", Variant::Serverless),
+];
+
+/// Runs the demo until `shutdown` fires.
+pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<(), DemoError> {
+    println!("Starting a throwaway PostgreSQL ...");
+    let cluster = tokio::task::spawn_blocking(TempCluster::start)
+        .await
+        .map_err(|e| DemoError::Load(e.to_string()))??;
+    let port = cluster.port();
+    for (_, database, variant) in TARGETS {
+        // CREATE DATABASE cannot share a statement batch (an implicit transaction).
+        let create = format!("CREATE DATABASE \"{database}\"");
+        let settings = emulation::database_settings(database);
+        db::run_scripts(
+            port,
+            "postgres",
+            &[
+                ("create database", &create),
+                ("database settings", &settings),
+            ],
+        )
+        .await
+        .map_err(DemoError::Load)?;
+        let scripts = emulation::scripts(variant, &[Scenario::Healthy, Scenario::Incidents]);
+        db::run_scripts(port, database, &scripts)
+            .await
+            .map_err(DemoError::Load)?;
+    }
+
+    let archive =
+        std::env::temp_dir().join(format!("redshift-exporter-demo-{}", std::process::id()));
+    let config = demo_config(port, &archive, &options.listen_address)?;
+    println!();
+    println!(
+        "Redshift emulation (every catalogued incident seeded), PostgreSQL on 127.0.0.1:{port}:"
+    );
+    for (target, database, variant) in TARGETS {
+        println!(
+            "  target {target:<12} {:<12} {}",
+            match variant {
+                Variant::Provisioned => "provisioned",
+                Variant::Serverless => "serverless",
+            },
+            cluster.url(database)
+        );
+    }
+    println!();
+    println!(
+        "Exporter (the shipped checks.toml pack, {} checks):",
+        config.checks.len()
+    );
+    println!("  landing page  http://{}/", options.listen_address);
+    println!("  metrics       http://{}/metrics", options.listen_address);
+    println!("  CSV archive   {}", archive.display());
+    println!();
+    println!(
+        "Press Ctrl-C to stop; everything is removed on exit{}.",
+        if options.keep_archive {
+            " except the archive"
+        } else {
+            ""
+        }
+    );
+
+    let result = app::run_daemon(
+        config,
+        DaemonOptions {
+            config_path: PathBuf::new(),
+            listen_address: Some(options.listen_address.clone()),
+            web_config: None,
+            enable_lifecycle: false,
+        },
+        shutdown,
+    )
+    .await;
+    drop(cluster);
+    if !options.keep_archive {
+        let _ = std::fs::remove_dir_all(&archive);
+    }
+    result?;
+    println!("Demo stopped; the throwaway PostgreSQL is gone.");
+    Ok(())
+}
+
+/// The shipped pack, pointed at the two emulated databases.
+fn demo_config(port: u16, archive: &std::path::Path, listen: &str) -> Result<Config, DemoError> {
+    let port_text = port.to_string();
+    let env = |k: &str| match k {
+        "REDSHIFT_HOST" => Some("127.0.0.1".to_string()),
+        "REDSHIFT_PORT" => Some(port_text.clone()),
+        "REDSHIFT_USER" => Some("postgres".to_string()),
+        "REDSHIFT_PASSWORD" => Some(String::new()),
+        "REDSHIFT_DATABASE" => Some(TARGETS[0].1.to_string()),
+        _ => None,
+    };
+    let mut config = config::parse(emulation::PACK, env).map_err(|problems| {
+        DemoError::Pack(
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let template = (*config.targets[0]).clone();
+    config.targets = TARGETS
+        .iter()
+        .map(|(name, database, _)| {
+            let mut t = template.clone();
+            t.name = name.to_string();
+            t.database = database.to_string();
+            t.sslmode = SslMode::Disable;
+            // Detected at connect, as on a real cluster.
+            t.deployment = None::<Deployment>;
+            Arc::new(t)
+        })
+        .collect();
+    for check in &mut config.checks {
+        Arc::make_mut(check).targets = (0..TARGETS.len()).collect();
+    }
+    config.exporter.archive_dir = Some(archive.to_path_buf());
+    config.exporter.listen_address = listen.to_string();
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shipped_pack_becomes_a_two_target_demo() {
+        let dir = std::path::Path::new("/nonexistent");
+        let c = super::demo_config(5432, dir, "127.0.0.1:9439").unwrap();
+        assert_eq!(c.targets.len(), 2);
+        assert!(c.checks.iter().all(|ch| ch.targets == vec![0, 1]));
+        assert_eq!(c.targets[1].database, "redshift_serverless");
+        assert!(
+            c.lint().is_empty(),
+            "the shipped pack has Redshift dialect warnings: {:?}",
+            c.lint()
+        );
+    }
+}
