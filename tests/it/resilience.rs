@@ -133,6 +133,8 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     let text = exporter_toml(&work.archive(), "drain_timeout = \"10s\"")
         + "\n"
         + &db.target_toml("main", "")
+        + "\n"
+        + &db.target_toml("second", "application_name = \"redshift-exporter-second\"")
         + &check_toml(
             "slow",
             "SELECT 1 AS v FROM pg_sleep(2)",
@@ -156,11 +158,20 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
         );
         tokio::time::sleep(ms(50)).await;
     }
-    let sessions = count_sessions(&client, "redshift-exporter").await;
-    assert!(
-        sessions >= 1,
-        "no session with application_name 'redshift-exporter' while a check runs"
-    );
+    let deadline = Instant::now() + secs(5);
+    loop {
+        let main = count_sessions(&client, "redshift-exporter").await;
+        let second = count_sessions(&client, "redshift-exporter-second").await;
+        if main >= 1 && second >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions by application_name: 'redshift-exporter' {main}, 'redshift-exporter-second' {second}; \
+             expected both (default name and the per-target application_name)"
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
 
     let sent = Instant::now();
     d.sigterm();
@@ -175,19 +186,21 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     assert!(took < secs(11), "exit took {took:?}, drain_timeout is 10 s");
 
     let logs = d.logs();
-    assert!(
-        logs.iter()
-            .any(|l| l.is_message("pool closed") && l.has("target", "main")),
-        "no \"pool closed\" line for target main; logs:\n{}",
-        d.log_text()
-    );
+    for target in ["main", "second"] {
+        assert!(
+            logs.iter()
+                .any(|l| l.is_message("pool closed") && l.has("target", target)),
+            "no \"pool closed\" line for target {target}; logs:\n{}",
+            d.log_text()
+        );
+    }
     let complete = logs
         .iter()
         .position(|l| l.is_message("shutdown complete"))
         .unwrap_or_else(|| panic!("no \"shutdown complete\" line; logs:\n{}", d.log_text()));
     let pool_closed = logs
         .iter()
-        .position(|l| l.is_message("pool closed"))
+        .rposition(|l| l.is_message("pool closed"))
         .unwrap();
     assert!(
         pool_closed < complete,
@@ -203,7 +216,8 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
 
     let deadline = Instant::now() + secs(3);
     loop {
-        let left = count_sessions(&client, "redshift-exporter").await;
+        let left = count_sessions(&client, "redshift-exporter").await
+            + count_sessions(&client, "redshift-exporter-second").await;
         if left == 0 {
             break;
         }
