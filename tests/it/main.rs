@@ -8,6 +8,8 @@ mod cli;
 mod endpoints;
 mod harness;
 mod mapping;
+mod pack;
+mod prometheus;
 mod resilience;
 mod scheduling;
 mod tls;
