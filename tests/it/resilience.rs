@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::support::names::*;
+use crate::support::pg::toml_str;
 use crate::support::*;
 
 const UP: &[(&str, &str)] = &[("target", "main")];
@@ -226,5 +227,145 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
             "{left} exporter session(s) still open 3 s after exit"
         );
         tokio::time::sleep(ms(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_auth_password_file_and_auth_errors() {
+    let cluster = PgCluster::dedicated();
+    let db = cluster.create_database().await;
+    db.execute("CREATE ROLE pwuser LOGIN PASSWORD 's3cret-pw'")
+        .await;
+    cluster.set_hba(
+        "local all all trust\n\
+         host all pwuser 127.0.0.1/32 scram-sha-256\n\
+         host all all 127.0.0.1/32 trust\n",
+    );
+    // wait until the server really asks pwuser for a password
+    let deadline = Instant::now() + secs(5);
+    loop {
+        let mut c = db.pg_config();
+        c.user("pwuser").password("wrong");
+        if c.connect(tokio_postgres::NoTls).await.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pg_hba.conf reload did not take effect"
+        );
+        tokio::time::sleep(ms(100)).await;
+    }
+
+    let work = WorkDir::new();
+    let pwfile = work.write("pw", "s3cret-pw\n");
+    let text = exporter_toml(&work.archive(), "")
+        + "\n"
+        + &db.target_toml_without(
+            "main",
+            &format!(
+                "user = \"pwuser\"\npassword_file = {}",
+                toml_str(&pwfile.to_string_lossy())
+            ),
+            &["password"],
+        )
+        + "\n"
+        + &db.target_toml("fromenv", "user = \"pwuser\"\npassword = \"${RSE_IT_PW}\"")
+        + "\n"
+        + &db.target_toml("wrong", "user = \"pwuser\"\npassword = \"not-the-pw\"")
+        + &check_toml("who", "SELECT 1 AS v", "values = [\"v\"]");
+    let cfg = work.write("checks.toml", &text);
+    let mut d = Daemon::spawn(&cfg, "127.0.0.1:0", &[], &[("RSE_IT_PW", "s3cret-pw")]);
+    d.wait_listening(secs(15)).await;
+    let m = d
+        .wait_metrics(
+            "main and fromenv ok, wrong failing with auth",
+            secs(10),
+            |m| {
+                let ok = |t: &str| m.get(SUCCESS, &[("target", t), ("check", "who")]) == Some(1.0);
+                ok("main")
+                    && ok("fromenv")
+                    && m.get(
+                        ERRORS,
+                        &[("target", "wrong"), ("check", "who"), ("kind", "auth")],
+                    )
+                    .unwrap_or(0.0)
+                        >= 1.0
+            },
+        )
+        .await;
+    assert_eq!(
+        m.get(SUCCESS, &[("target", "wrong"), ("check", "who")]),
+        Some(0.0)
+    );
+    assert_eq!(m.get(TARGET_UP, &[("target", "wrong")]), Some(0.0));
+    assert_eq!(m.get(TARGET_UP, &[("target", "main")]), Some(1.0));
+    let line = d
+        .wait_log("\"check failed\" for target wrong", secs(3), |l| {
+            l.is_message("check failed") && l.has("target", "wrong")
+        })
+        .await;
+    assert!(line.has("kind", "auth"), "{}", line.0);
+    let scrape = d.get("/metrics").await.body;
+    let home = d.get("/").await.body;
+    for (what, text) in [("logs", d.log_text()), ("/metrics", scrape), ("/", home)] {
+        assert!(
+            !text.contains("s3cret-pw") && !text.contains("not-the-pw"),
+            "a password leaked into {what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_cancels_running_statements_on_the_server() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "drain_timeout = \"1s\"")
+        + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml(
+            "stuck",
+            "SELECT 1 AS v FROM pg_sleep(30)",
+            "values = [\"v\"]\ninterval = \"1h\"\ntimeout = \"60s\"",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let client = db.connect().await;
+    let mut d = Daemon::start(&cfg).await;
+    let deadline = Instant::now() + secs(6);
+    while count_active(&client, "pg_sleep(30)").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "stuck never ran; logs:\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
+    let sent = Instant::now();
+    d.sigterm();
+    let status = d.wait_exit(secs(8)).await;
+    assert!(
+        sent.elapsed() < secs(5),
+        "exit took {:?} with drain_timeout 1 s",
+        sent.elapsed()
+    );
+    eprintln!("exit status after the drain timeout: {status}");
+    assert!(
+        d.logs().iter().any(|l| l.is_message("check failed")
+            && l.has("check", "stuck")
+            && l.has("kind", "canceled")),
+        "the run cut short at shutdown is logged as kind=canceled; logs:\n{}",
+        d.log_text()
+    );
+    // PostgreSQL does not notice a vanished client while pg_sleep runs: only a cancel request stops it.
+    let deadline = Instant::now() + secs(2);
+    loop {
+        let n = count_active(&client, "pg_sleep(30)").await;
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pg_sleep(30) still running on the server 2 s after the exporter exited: not cancelled at shutdown"
+        );
+        tokio::time::sleep(ms(50)).await;
     }
 }

@@ -116,6 +116,12 @@ impl TestDb {
     /// Keys that `extra` sets itself replace the defaults (host, port, database, user, password,
     /// sslmode "disable", pool_size 5, connect_timeout "1s").
     pub fn target_toml(&self, name: &str, extra: &str) -> String {
+        self.target_toml_without(name, extra, &[])
+    }
+
+    /// Like [`target_toml`](Self::target_toml), leaving out the default keys in `omit`
+    /// (e.g. `password` when `extra` sets `password_file`).
+    pub fn target_toml_without(&self, name: &str, extra: &str, omit: &[&str]) -> String {
         let password = self.password.clone().unwrap_or_else(|| "unused".to_owned());
         let defaults = [
             ("host", toml_str(&self.host)),
@@ -127,6 +133,10 @@ impl TestDb {
             ("pool_size", "5".to_owned()),
             ("connect_timeout", toml_str("1s")),
         ];
+        let defaults: Vec<(&str, String)> = defaults
+            .into_iter()
+            .filter(|(k, _)| !omit.contains(k))
+            .collect();
         format!(
             "[targets.{name}]\n{}{extra}\n",
             merge_defaults(&defaults, extra)
@@ -486,6 +496,18 @@ impl PgCluster {
     fn shutdown_and_remove(&self) {
         self.signal_and_wait(libc::SIGQUIT, Duration::from_secs(10));
         let _ = fs::remove_dir_all(&self.root);
+    }
+
+    /// Replaces `pg_hba.conf` with `rules` and makes the postmaster reload it (SIGHUP). The reload
+    /// is asynchronous: callers should poll for the effect.
+    pub fn set_hba(&self, rules: &str) {
+        fs::write(self.data_dir().join("pg_hba.conf"), rules).expect("cannot write pg_hba.conf");
+        if let Some(pid) = *self.pid.lock().unwrap() {
+            // SAFETY: kill(2) on the postmaster we started.
+            unsafe {
+                libc::kill(pid, libc::SIGHUP);
+            }
+        }
     }
 
     /// The cluster's directory (data directory, logs and Unix socket).
