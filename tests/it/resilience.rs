@@ -150,29 +150,31 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     let client = db.connect().await;
     let mut d = Daemon::start(&cfg).await;
 
-    let deadline = Instant::now() + secs(6);
-    while count_active(&client, "pg_sleep(2)").await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "slow check never ran; logs:\n{}",
-            d.log_text()
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
-    let deadline = Instant::now() + secs(5);
-    loop {
-        let main = count_sessions(&client, "redshift-exporter").await;
-        let second = count_sessions(&client, "redshift-exporter-second").await;
-        if main >= 1 && second >= 1 {
-            break;
+    let c = &client;
+    wait_for("the slow check to run", secs(6), ms(50), || async move {
+        match count_active(c, "pg_sleep(2)").await {
+            0 => Err("not running".to_owned()),
+            _ => Ok(()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "sessions by application_name: 'redshift-exporter' {main}, 'redshift-exporter-second' {second}; \
-             expected both (default name and the per-target application_name)"
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
+    })
+    .await;
+    wait_for(
+        "sessions under the default and the per-target application_name",
+        secs(5),
+        ms(50),
+        || async move {
+            let main = count_sessions(c, "redshift-exporter").await;
+            let second = count_sessions(c, "redshift-exporter-second").await;
+            if main >= 1 && second >= 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "'redshift-exporter' {main}, 'redshift-exporter-second' {second}"
+                ))
+            }
+        },
+    )
+    .await;
 
     let sent = Instant::now();
     d.sigterm();
@@ -215,19 +217,20 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
         d.log_text()
     );
 
-    let deadline = Instant::now() + secs(3);
-    loop {
-        let left = count_sessions(&client, "redshift-exporter").await
-            + count_sessions(&client, "redshift-exporter-second").await;
-        if left == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{left} exporter session(s) still open 3 s after exit"
-        );
-        tokio::time::sleep(ms(100)).await;
-    }
+    wait_for(
+        "no exporter session left after exit",
+        secs(3),
+        ms(100),
+        || async move {
+            let left = count_sessions(c, "redshift-exporter").await
+                + count_sessions(c, "redshift-exporter-second").await;
+            match left {
+                0 => Ok(()),
+                n => Err(format!("{n} session(s) open")),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,19 +245,21 @@ async fn password_auth_password_file_and_auth_errors() {
          host all all 127.0.0.1/32 trust\n",
     );
     // wait until the server really asks pwuser for a password
-    let deadline = Instant::now() + secs(5);
-    loop {
-        let mut c = db.pg_config();
-        c.user("pwuser").password("wrong");
-        if c.connect(tokio_postgres::NoTls).await.is_err() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pg_hba.conf reload did not take effect"
-        );
-        tokio::time::sleep(ms(100)).await;
-    }
+    let dbr = &db;
+    wait_for(
+        "pg_hba.conf to be reloaded",
+        secs(5),
+        ms(100),
+        || async move {
+            let mut c = dbr.pg_config();
+            c.user("pwuser").password("wrong");
+            match c.connect(tokio_postgres::NoTls).await {
+                Err(_) => Ok(()),
+                Ok(_) => Err("a wrong password is still accepted".to_owned()),
+            }
+        },
+    )
+    .await;
 
     let work = WorkDir::new();
     let pwfile = work.write("pw", "s3cret-pw\n");
@@ -330,15 +335,14 @@ async fn drain_timeout_cancels_running_statements_on_the_server() {
     let cfg = work.write("checks.toml", &text);
     let client = db.connect().await;
     let mut d = Daemon::start(&cfg).await;
-    let deadline = Instant::now() + secs(6);
-    while count_active(&client, "pg_sleep(30)").await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "stuck never ran; logs:\n{}",
-            d.log_text()
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
+    let c = &client;
+    wait_for("the stuck check to run", secs(6), ms(50), || async move {
+        match count_active(c, "pg_sleep(30)").await {
+            0 => Err("not running".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
     let sent = Instant::now();
     d.sigterm();
     let status = d.wait_exit(secs(8)).await;
@@ -356,16 +360,16 @@ async fn drain_timeout_cancels_running_statements_on_the_server() {
         d.log_text()
     );
     // PostgreSQL does not notice a vanished client while pg_sleep runs: only a cancel request stops it.
-    let deadline = Instant::now() + secs(2);
-    loop {
-        let n = count_active(&client, "pg_sleep(30)").await;
-        if n == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pg_sleep(30) still running on the server 2 s after the exporter exited: not cancelled at shutdown"
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
+    wait_for(
+        "pg_sleep(30) to stop on the server after exit (cancel at shutdown)",
+        secs(2),
+        ms(50),
+        || async move {
+            match count_active(c, "pg_sleep(30)").await {
+                0 => Ok(()),
+                n => Err(format!("{n} still running")),
+            }
+        },
+    )
+    .await;
 }
