@@ -99,9 +99,14 @@ async fn collect(client: &tokio_postgres::Client, sql: &str) -> Result<ResultSet
                 result.columns = columns.iter().map(|c| c.name().to_string()).collect();
             }
             SimpleQueryMessage::Row(row) => {
+                // `get` panics on text that is not UTF-8 (a SQL_ASCII database passes raw
+                // bytes through); such a value becomes U+FFFD, which maps as "not a number".
                 result.rows.push(
                     (0..row.len())
-                        .map(|i| row.get(i).map(str::to_string))
+                        .map(|i| match row.try_get(i) {
+                            Ok(v) => v.map(str::to_string),
+                            Err(_) => Some(char::REPLACEMENT_CHARACTER.to_string()),
+                        })
                         .collect(),
                 );
             }

@@ -1,4 +1,4 @@
-//! Command line: `run` (default), `once` and `check-config`. Parses arguments with clap, calls
+//! Command line: `run` (default), `once`, `check-config` and `archive list|cat`. Parses arguments with clap, calls
 //! into [`crate::app`], prints, and maps results to exit codes: 0 ok, 1 a run failed,
 //! 2 a configuration, usage or start-up error. `anyhow`-style catch-alls stop here.
 
@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+mod archive;
 
 use crate::app;
 use crate::config::{self, Config};
@@ -51,6 +53,8 @@ enum Command {
     Once(OnceArgs),
     /// Validate the configuration and exit (0 valid, 2 invalid).
     CheckConfig(ConfigArgs),
+    /// Read the CSV archive: `archive list`, `archive cat`.
+    Archive(archive::ArchiveArgs),
     /// Start a throwaway PostgreSQL with the Redshift emulation and every catalogued incident,
     /// run the exporter with the shipped checks against it, clean up on Ctrl-C.
     Demo(DemoArgs),
@@ -121,11 +125,16 @@ struct OnceArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // A file-size limit (ulimit -f) must make a CSV write fail with EFBIG, which the archive
+    // counts and logs, instead of killing the whole exporter with SIGXFSZ.
+    // SAFETY: setting a signal to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let cli = Cli::parse();
     match (cli.command, cli.config) {
         (Some(Command::Run(a)), _) => run(a),
         (Some(Command::Once(a)), _) => once(a),
         (Some(Command::CheckConfig(a)), _) => check_config(a),
+        (Some(Command::Archive(a)), _) => archive::main(a),
         (Some(Command::Demo(a)), _) => demo(a),
         (None, Some(config)) => run(RunArgs {
             config,

@@ -15,6 +15,8 @@ use bytes::{Bytes, BytesMut};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
+mod archive;
+
 use crate::db::{ErrorKind, PoolStats};
 use crate::sample::SampleError;
 use crate::snapshot::{ReloadStatus, RunResult, State, Store};
@@ -36,6 +38,8 @@ pub struct Exposition {
     start_time: f64,
     /// Outcome of configuration reloads (process-wide, outlives each configuration).
     reload: Arc<ReloadStatus>,
+    /// Archive gauges and counters (process-wide), and whether S3 uploads are on.
+    archive: Option<(Arc<crate::archive::stats::ArchiveStats>, bool)>,
 }
 
 impl Exposition {
@@ -50,7 +54,18 @@ impl Exposition {
             cache: Mutex::new((0, None)),
             start_time: process_start_time().unwrap_or(0.0),
             reload,
+            archive: None,
         }
+    }
+
+    /// Adds the archive lifecycle families (files, bytes, deletions; uploads when on).
+    pub fn with_archive_stats(
+        mut self,
+        stats: Arc<crate::archive::stats::ArchiveStats>,
+        uploads: bool,
+    ) -> Self {
+        self.archive = Some((stats, uploads));
+        self
     }
 
     /// The full exposition.
@@ -141,6 +156,9 @@ impl Exposition {
         at.mut_metric().push(gauge(&[], self.reload.last_success()));
         families.push(ok);
         families.push(at);
+        if let Some((stats, uploads)) = &self.archive {
+            families.extend(archive::families(stats, *uploads));
+        }
         families.extend(process_families(self.start_time));
         encode(&families)
     }
@@ -332,6 +350,11 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         "redshift_exporter_check_rows",
         "Rows returned by the check's last run.",
         &|s| s.status.rows as f64,
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_interval_seconds",
+        "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
+        &|s| s.check.schedule.expected_interval().as_secs_f64(),
     ));
     out.push(per_slot(
         "redshift_exporter_check_last_run_timestamp_seconds",

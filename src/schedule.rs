@@ -63,6 +63,15 @@ pub struct Runner {
     detecting: Vec<tokio::sync::Mutex<()>>,
 }
 
+/// Clears an overlap guard when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Process-wide reference point of the catch-up guard's timestamps.
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -85,7 +94,19 @@ impl Runner {
         store: Arc<Store>,
         carried: Vec<Option<Guards>>,
     ) -> Arc<Self> {
-        let archiver = config.exporter.archive_dir.clone().map(Archiver::new);
+        let archiver = Archiver::from_config(&config);
+        Self::with_archiver(config, targets, store, carried, archiver)
+    }
+
+    /// Like [`Runner::with_guards`], with an archiver built by the caller (one that shares
+    /// the daemon's archive gauges and upload queue across reloads).
+    pub fn with_archiver(
+        config: Arc<Config>,
+        targets: Vec<Arc<Target>>,
+        store: Arc<Store>,
+        carried: Vec<Option<Guards>>,
+        archiver: Option<Archiver>,
+    ) -> Arc<Self> {
         let (running, last_start) = carried.into_iter().map(|g| g.unwrap_or_default()).unzip();
         Arc::new(Runner {
             detecting: targets
@@ -137,9 +158,11 @@ impl Runner {
         }
         self.last_start[slot].store(now_ms.max(1), Ordering::Release);
         let me = self.clone();
+        let flag = self.running[slot].clone();
         self.runs.spawn(async move {
+            // Cleared on drop, so even a panicking run cannot leave its check blocked forever.
+            let _clear = ClearOnDrop(flag);
             let _ = me.run(slot).await;
-            me.running[slot].store(false, Ordering::Release);
         });
     }
 

@@ -4,7 +4,9 @@
 mod support;
 
 mod archive;
+mod archive_lifecycle;
 mod cli;
+mod docs;
 mod endpoints;
 mod harness;
 mod mapping;
