@@ -92,3 +92,22 @@ pub mod names {
     pub const POOL_MAX: &str = "redshift_exporter_pool_max_connections";
     pub const BUILD_INFO: &str = "redshift_exporter_build_info";
 }
+
+/// Polls `probe` every `every` until it returns `Ok(value)`, and returns the value. An `Err`
+/// describes the state seen; after `within` the test panics with `what` and the last description.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if std::time::Instant::now() > deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
