@@ -79,10 +79,8 @@ async fn odd_labels_values_and_non_utf8_bytes_map_as_documented_and_pass_promtoo
         "CREATE DATABASE {raw_name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
     ))
     .await;
-    let raw = TestDb {
-        dbname: raw_name,
-        ..db.clone()
-    };
+    let mut raw = db.clone();
+    raw.dbname = raw_name;
     let rows: Vec<String> = ODD
         .iter()
         .map(|(k, v)| {

@@ -360,23 +360,12 @@ async fn a_distinctive_password_appears_nowhere() {
     })
     .await
     .unwrap();
-    let admin = TestDb {
-        host: "127.0.0.1".into(),
-        port: cluster.port(),
-        dbname: "postgres".into(),
-        user: "postgres".into(),
-        password: None,
-    };
+    let admin = TestDb::at("127.0.0.1", cluster.port(), "postgres", "postgres", None);
     admin
         .execute(&format!("CREATE ROLE exporter LOGIN PASSWORD '{PW}'"))
         .await;
     admin.execute("CREATE DATABASE sec OWNER exporter").await;
-    let db = TestDb {
-        dbname: "sec".into(),
-        user: "exporter".into(),
-        password: Some(PW.into()),
-        ..admin.clone()
-    };
+    let db = TestDb::at("127.0.0.1", cluster.port(), "sec", "exporter", Some(PW));
     // The role really needs its password: a wrong one is refused.
     let mut wrong = db.pg_config();
     wrong.password(WRONG);

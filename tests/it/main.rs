@@ -10,6 +10,7 @@ mod demo;
 mod docs;
 mod endpoints;
 mod hardening_faults;
+mod hardening_reload;
 mod hardening_results;
 mod hardening_security;
 mod harness;
