@@ -27,21 +27,12 @@ const EXIT_CONFIG: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    // `redshift-exporter --config F` is `redshift-exporter run --config F`.
+    // `redshift-exporter --config F [options]` is `redshift-exporter run --config F [options]`.
     /// Path of checks.toml.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
-    #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
-    listen_address: Option<String>,
-    /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
-    #[arg(long = "web.config.file", value_name = "PATH")]
-    web_config: Option<PathBuf>,
-    /// Allow reloading the configuration with POST /-/reload (SIGHUP always works).
-    #[arg(long = "web.enable-lifecycle")]
-    enable_lifecycle: bool,
     #[command(flatten)]
-    log: LogArgs,
+    run: RunOptions,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +89,13 @@ struct RunArgs {
     /// Path of checks.toml.
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+/// Everything `run` takes besides the config path (also accepted without the subcommand).
+#[derive(Args, Debug)]
+struct RunOptions {
     /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
     #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
     listen_address: Option<String>,
@@ -138,10 +136,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Demo(a)), _) => demo(a),
         (None, Some(config)) => run(RunArgs {
             config,
-            listen_address: cli.listen_address,
-            web_config: cli.web_config,
-            enable_lifecycle: cli.enable_lifecycle,
-            log: cli.log,
+            options: cli.run,
         }),
         (None, None) => {
             eprintln!("redshift-exporter: --config PATH is required (see --help)");
@@ -166,7 +161,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn run(a: RunArgs) -> ExitCode {
-    logging::init(a.log.log_level, a.log.log_format);
+    let o = a.options;
+    logging::init(o.log.log_level, o.log.log_format);
     let config = match load(&a.config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -177,9 +173,9 @@ fn run(a: RunArgs) -> ExitCode {
         spawn_signal_handler(shutdown.clone());
         let options = app::DaemonOptions {
             config_path: a.config.clone(),
-            listen_address: a.listen_address,
-            web_config: a.web_config,
-            enable_lifecycle: a.enable_lifecycle,
+            listen_address: o.listen_address,
+            web_config: o.web_config,
+            enable_lifecycle: o.enable_lifecycle,
         };
         app::run_daemon(config, options, shutdown).await
     });
@@ -322,10 +318,23 @@ fn check_config(a: ConfigArgs) -> ExitCode {
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-                _ => format!(
+                Some(_) => format!(
                     "{}, timeout {}",
                     c.schedule,
                     humantime::format_duration(c.timeout)
+                ),
+                // Flavour detected at connect: say which flavour the check needs.
+                None => format!(
+                    "{}, timeout {}{}",
+                    c.schedule,
+                    humantime::format_duration(c.timeout),
+                    match c.deployments.as_slice() {
+                        [only] => format!(
+                            " (only if the target is {}; skipped otherwise)",
+                            only.as_str()
+                        ),
+                        _ => String::new(),
+                    }
                 ),
             };
             println!("  check {}: {runs}", c.name);

@@ -6,6 +6,7 @@ mod support;
 mod archive;
 mod archive_lifecycle;
 mod cli;
+mod demo;
 mod docs;
 mod endpoints;
 mod harness;
