@@ -200,4 +200,22 @@ async fn sigint_drains_and_a_second_signal_exits_at_once() {
         "a second signal exits at once, took {:?}",
         second.elapsed()
     );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an aborted drain is not a clean exit"
+    );
+    // ...and what was running is cancelled on the server, not left behind.
+    wait_for(
+        "the stuck statement to be cancelled",
+        secs(2),
+        ms(50),
+        || async move {
+            match count_active(c, "pg_sleep(30)").await {
+                0 => Ok(()),
+                n => Err(format!("{n} still running")),
+            }
+        },
+    )
+    .await;
 }
