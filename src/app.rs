@@ -82,6 +82,9 @@ pub struct DaemonOptions {
     pub web_config: Option<PathBuf>,
     /// `--web.enable-lifecycle`: allow `POST /-/reload`.
     pub enable_lifecycle: bool,
+    /// Fired by a second SIGTERM/SIGINT: stop waiting for running checks, cancel them on
+    /// the server now.
+    pub abort: CancellationToken,
 }
 
 /// Everything that belongs to one version of the configuration.
@@ -315,7 +318,7 @@ pub async fn run_daemon(
         "shutting down: no new runs; waiting for running checks"
     );
     current.scheduler.stop().await;
-    current.runner.drain(drain).await;
+    current.runner.drain(drain, &options.abort).await;
     retiring.close();
     if tokio::time::timeout(drain, retiring.wait()).await.is_err() {
         tracing::warn!("runs of a previous configuration were still going at shutdown");
@@ -436,7 +439,9 @@ pub async fn run_once(config: Config, only: &[String]) -> Result<Vec<OnceLine>, 
             ok,
         });
     }
-    runner.drain(Duration::from_secs(0)).await;
+    runner
+        .drain(Duration::from_secs(0), &CancellationToken::new())
+        .await;
     lifecycle.enforce_now().await;
     let grace = config
         .exporter

@@ -169,20 +169,26 @@ fn run(a: RunArgs) -> ExitCode {
     };
     let rt = runtime();
     let result = rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        spawn_signal_handler(shutdown.clone(), abort.clone());
         let options = app::DaemonOptions {
             config_path: a.config.clone(),
             listen_address: o.listen_address,
             web_config: o.web_config,
             enable_lifecycle: o.enable_lifecycle,
+            abort,
         };
-        app::run_daemon(config, options, shutdown).await
+        let aborted = options.abort.clone();
+        app::run_daemon(config, options, shutdown)
+            .await
+            .map(|()| aborted.is_cancelled())
     });
     // Do not wait for stray blocking tasks (a stuck DNS lookup, say) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::SUCCESS,
+        // A second signal cut the drain short: running checks were cancelled, not finished.
+        Ok(true) => ExitCode::from(EXIT_RUN_FAILED),
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
             eprintln!("redshift-exporter: {e}");
@@ -191,8 +197,9 @@ fn run(a: RunArgs) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT start the graceful shutdown; a second one exits at once.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+/// SIGTERM or SIGINT start the graceful shutdown; a second one aborts it: running checks are
+/// cancelled on the server at once and the process exits (code 1) within 3 seconds.
+fn spawn_signal_handler(shutdown: CancellationToken, abort: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
         let (Ok(mut term), Ok(mut int)) = (
@@ -212,7 +219,9 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::warn!("second signal: exiting without draining");
+        tracing::warn!("second signal: cancelling running checks and exiting");
+        abort.cancel();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         std::process::exit(i32::from(EXIT_RUN_FAILED));
     });
 }
@@ -221,12 +230,13 @@ fn demo(a: DemoArgs) -> ExitCode {
     logging::init(a.log.log_level.min_warn(), a.log.log_format);
     let rt = runtime();
     let result = rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        spawn_signal_handler(shutdown.clone(), abort.clone());
         crate::demo::run(
             crate::demo::DemoOptions {
                 listen_address: a.listen_address,
                 keep_archive: a.keep_archive,
+                abort,
             },
             shutdown,
         )

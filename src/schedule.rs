@@ -314,18 +314,24 @@ impl Runner {
             .map(|c| c.timeout)
             .max()
             .unwrap_or_default();
-        self.drain(longest + Duration::from_secs(10)).await;
+        self.drain(longest + Duration::from_secs(10), &CancellationToken::new())
+            .await;
     }
 
     /// Stops new runs, waits for running ones up to `drain`, cancels the rest server-side,
     /// then waits for archive writes.
-    pub async fn drain(&self, drain: Duration) {
+    /// `abort` (a second signal) cuts the wait short: running checks are cancelled at once.
+    pub async fn drain(&self, drain: Duration, abort: &CancellationToken) {
         self.stopping.store(true, Ordering::Release);
         self.runs.close();
-        if tokio::time::timeout(drain, self.runs.wait()).await.is_err() {
+        let finished = tokio::select! {
+            r = tokio::time::timeout(drain, self.runs.wait()) => r.is_ok(),
+            _ = abort.cancelled() => self.runs.is_empty(),
+        };
+        if !finished {
             tracing::warn!(
                 running = self.runs.len(),
-                "drain timeout passed; cancelling running checks"
+                "cancelling running checks on the server"
             );
             self.cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), self.runs.wait()).await;

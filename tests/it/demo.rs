@@ -42,6 +42,12 @@ async fn demo_serves_both_flavours_and_cleans_up_on_ctrl_c() {
             "demo not ready; stdout:\n{}",
             out.lock().unwrap()
         );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "demo exited early ({status}); stdout:\n{}",
+                out.lock().unwrap()
+            );
+        }
         if let Ok(r) = http_get(addr, "/-/ready").await {
             if r.status == 200 {
                 let m = http_get(addr, "/metrics").await.unwrap();

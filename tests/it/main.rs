@@ -17,6 +17,7 @@ mod harness;
 mod mapping;
 mod pack;
 mod prometheus;
+mod reload;
 mod resilience;
 mod scheduling;
 mod tls;

@@ -116,7 +116,10 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_exporter_and_fires_incident_alerts() {
-    let PackDaemon { mut daemon, .. } = start_pack_daemon().await;
+    // `_work` stays bound: with `..` the work dir would be deleted here, under the running daemon.
+    let PackDaemon {
+        mut daemon, _work, ..
+    } = start_pack_daemon().await;
     let prom = start_prometheus(daemon.addr()).await;
 
     // The target is up.

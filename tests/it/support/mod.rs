@@ -1,6 +1,7 @@
 //! Test harness shared by every integration-test module: a PostgreSQL server ([`pg`]), the exporter
-//! as a subprocess ([`daemon`]), a Prometheus text-format parser ([`prom`]), and small helpers for
-//! watching the exporter's sessions in `pg_stat_activity`.
+//! as a subprocess ([`daemon`]), a Prometheus text-format parser ([`prom`]), the self-metric names
+//! ([`names`]), a generic deadline-bounded poll ([`wait_for`]), and helpers for watching the
+//! exporter's sessions in `pg_stat_activity`.
 
 #![allow(dead_code)]
 
@@ -56,19 +57,6 @@ pub async fn count_sessions(client: &tokio_postgres::Client, application_name: &
             "SELECT count(*) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = $1",
             &[&application_name],
-        )
-        .await
-        .expect("pg_stat_activity query failed");
-    row.get::<_, i64>(0)
-}
-
-/// Number of sessions in the client's current database other than our own.
-pub async fn count_other_sessions(client: &tokio_postgres::Client) -> i64 {
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
         )
         .await
         .expect("pg_stat_activity query failed");

@@ -89,7 +89,9 @@ impl TestDb {
             .dbname(&self.dbname)
             .user(&self.user)
             .application_name("redshift-exporter-it")
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            // the tests' own SQL never waits forever either
+            .options("-c statement_timeout=30000");
         if let Some(pw) = &self.password {
             c.password(pw);
         }
