@@ -734,11 +734,17 @@ async fn temporaries_from_a_crash_are_removed_at_start_up_by_once_too() {
     let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
     let folder = work.archive().join("main").join("t");
     std::fs::create_dir_all(&folder).unwrap();
-    let kept = folder.join("t_20260101T000000.000Z.csv");
+    // Recent names, so archive retention (by age) leaves them alone.
+    let stamp = |s: i64| {
+        (chrono::Utc::now() - chrono::Duration::seconds(s))
+            .format("%Y%m%dT%H%M%S%.3fZ")
+            .to_string()
+    };
+    let kept = folder.join(format!("t_{}.csv", stamp(60)));
     std::fs::write(&kept, "v\n1\n").unwrap();
     for n in [
-        ".t_20260101T000001.000Z.csv.tmp",
-        ".t_20260101T000002.000Z.csv.tmp",
+        format!(".t_{}.csv.tmp", stamp(50)),
+        format!(".t_{}.csv.tmp", stamp(40)),
     ] {
         std::fs::write(folder.join(n), "v\n1\n2").unwrap();
     }
