@@ -6,7 +6,10 @@
 //! crash never leaves a partial file under a final name; [`clean_temporaries`] removes what
 //! a crash left behind.
 //!
-//! Writes run on their own tasks, bounded by a semaphore, never on the scheduling path.
+//! Writes run on their own tasks, bounded by a semaphore, never on the scheduling path. A
+//! run's rows can be streamed in ([`Archiver::write_stream`]) as the query returns them, so a
+//! result is never held whole; a stream that ends without [`Feed::End`] (the query failed or
+//! timed out) leaves no file: the temporary is removed, never renamed.
 //! Only this module knows CSV. It knows nothing about metrics or the database.
 
 use std::io;
@@ -17,7 +20,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::sample::ResultSet;
 
@@ -32,6 +35,20 @@ pub struct ArchiveError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
+}
+
+/// What a streaming write receives, in order: rows, then `End` once the query succeeded.
+#[derive(Debug)]
+pub enum Feed {
+    Row(Vec<Option<String>>),
+    /// The result is complete: finish the file and rename it into place.
+    End,
+}
+
+/// Where the rows of one file come from.
+enum Source<'a> {
+    Whole(&'a ResultSet),
+    Stream(&'a [String], &'a mut mpsc::Receiver<Feed>),
 }
 
 /// Writes CSV files under one root folder.
@@ -98,6 +115,34 @@ impl Archiver {
         started: SystemTime,
         result: &ResultSet,
     ) -> Result<PathBuf, ArchiveError> {
+        let path = self
+            .write_from(target, check, started, Source::Whole(result))
+            .await?;
+        Ok(path.expect("a whole result is always complete"))
+    }
+
+    /// Writes a result whose rows arrive on `rows` while the query runs; `columns` is the
+    /// header. Returns the final path, or `None` when the feed closed without [`Feed::End`]
+    /// (the run failed): then the temporary file is removed and nothing is renamed.
+    pub async fn write_stream(
+        &self,
+        target: &str,
+        check: &str,
+        started: SystemTime,
+        columns: &[String],
+        mut rows: mpsc::Receiver<Feed>,
+    ) -> Result<Option<PathBuf>, ArchiveError> {
+        self.write_from(target, check, started, Source::Stream(columns, &mut rows))
+            .await
+    }
+
+    async fn write_from(
+        &self,
+        target: &str,
+        check: &str,
+        started: SystemTime,
+        source: Source<'_>,
+    ) -> Result<Option<PathBuf>, ArchiveError> {
         let _permit = self.permits.acquire().await.ok();
         let path = self.path_for(target, check, started);
         let dir = path
@@ -121,10 +166,16 @@ impl Archiver {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(err("cannot create folder", &dir))?;
-        let written = write_csv(&tmp, result).await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
+        match write_csv(&tmp, source).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
         }
         tokio::fs::rename(&tmp, &path)
             .await
@@ -133,11 +184,13 @@ impl Archiver {
         if let Ok(d) = tokio::fs::File::open(&dir).await {
             let _ = d.sync_all().await;
         }
-        Ok(path)
+        Ok(Some(path))
     }
 }
 
-async fn write_csv(tmp: &Path, result: &ResultSet) -> Result<(), ArchiveError> {
+/// Writes the CSV to `tmp`, flushed and fsynced; `Ok(false)` when a streamed source was
+/// abandoned before its end (nothing is synced then; the caller removes the file).
+async fn write_csv(tmp: &Path, source: Source<'_>) -> Result<bool, ArchiveError> {
     let err = |action: &'static str| {
         let p = tmp.to_path_buf();
         move |source| ArchiveError {
@@ -155,27 +208,53 @@ async fn write_csv(tmp: &Path, result: &ResultSet) -> Result<(), ArchiveError> {
         csv_async::ErrorKind::Io(e) => e,
         other => io::Error::other(format!("{other:?}")),
     };
-    w.write_record(result.columns.iter().map(String::as_str))
+    let columns = match &source {
+        Source::Whole(result) => &result.columns[..],
+        Source::Stream(columns, _) => columns,
+    };
+    w.write_record(columns.iter().map(String::as_str))
         .await
         .map_err(|e| err("cannot write")(csv_err(e)))?;
-    for row in &result.rows {
-        // Collected first: an iterator borrowed across .await is not Send (stack notes §3.7).
-        let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-        w.write_record(&fields)
-            .await
-            .map_err(|e| err("cannot write")(csv_err(e)))?;
-    }
+    let complete = match source {
+        Source::Whole(result) => {
+            for row in &result.rows {
+                // Collected first: an iterator borrowed across .await is not Send (stack
+                // notes §3.7).
+                let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+                w.write_record(&fields)
+                    .await
+                    .map_err(|e| err("cannot write")(csv_err(e)))?;
+            }
+            true
+        }
+        Source::Stream(_, rows) => loop {
+            match rows.recv().await {
+                Some(Feed::Row(row)) => {
+                    let fields: Vec<&str> =
+                        row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+                    w.write_record(&fields)
+                        .await
+                        .map_err(|e| err("cannot write")(csv_err(e)))?;
+                }
+                Some(Feed::End) => break true,
+                None => break false,
+            }
+        },
+    };
     // into_inner flushes; never let the writer's Drop block on a flush.
     let mut buf = w
         .into_inner()
         .await
         .map_err(|e| err("cannot flush")(io::Error::other(e.to_string())))?;
+    if !complete {
+        return Ok(false);
+    }
     buf.flush().await.map_err(err("cannot flush"))?;
     buf.into_inner()
         .sync_all()
         .await
         .map_err(err("cannot sync"))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Removes temporary files a crash left in `{root}/{target}/{check}/`. Returns how many.
@@ -230,6 +309,48 @@ mod tests {
         assert_eq!(text, "name,value\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn streamed_rows_are_written_and_an_abandoned_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archiver::new(dir.path().to_path_buf());
+        let columns = vec!["k".to_string(), "v".to_string()];
+        let t1 = UNIX_EPOCH + Duration::from_millis(1_764_203_045_123);
+        let (tx, rx) = mpsc::channel(4);
+        let writer = {
+            let (a, columns) = (a.clone(), columns.clone());
+            tokio::spawn(async move { a.write_stream("main", "c1", t1, &columns, rx).await })
+        };
+        for i in 0..1000 {
+            let v = (i % 2 == 0).then(|| i.to_string());
+            tx.send(Feed::Row(vec![Some(format!("k{i}")), v]))
+                .await
+                .unwrap();
+        }
+        tx.send(Feed::End).await.unwrap();
+        let path = writer.await.unwrap().unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("k,v\nk0,0\nk1,\n"), "{}", &text[..20]);
+        assert_eq!(text.lines().count(), 1001);
+
+        // Closed without End: the run failed; no file, no temporary.
+        let t2 = t1 + Duration::from_secs(1);
+        let (tx, rx) = mpsc::channel(4);
+        let writer = {
+            let (a, columns) = (a.clone(), columns.clone());
+            tokio::spawn(async move { a.write_stream("main", "c1", t2, &columns, rx).await })
+        };
+        tx.send(Feed::Row(vec![Some("x".into()), None]))
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(writer.await.unwrap().unwrap().is_none());
+        let files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, vec![path.file_name().unwrap().to_owned()]);
     }
 
     #[test]

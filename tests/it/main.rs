@@ -11,4 +11,5 @@ mod mapping;
 mod pack;
 mod resilience;
 mod scheduling;
+mod streaming;
 mod tls;
