@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive;
+use crate::archive::lifecycle::Lifecycle;
 use crate::config::{self, Config};
 use crate::db::{SetupError, Target};
 use crate::exposition::{Exposition, PoolStatsFn};
@@ -34,6 +35,8 @@ pub enum StartupError {
     Target(#[from] SetupError),
     #[error(transparent)]
     WebConfig(#[from] web_config::WebConfigError),
+    #[error("archive upload: {0}")]
+    Archive(#[from] archive::upload::UploadError),
     #[error("scheduler: {0}")]
     Scheduler(String),
     #[error("unknown check{} {}; configured: {}", if .0.len() == 1 { "" } else { "s" }, .0.join(", "), .1.join(", "))]
@@ -79,6 +82,9 @@ pub struct DaemonOptions {
     pub web_config: Option<PathBuf>,
     /// `--web.enable-lifecycle`: allow `POST /-/reload`.
     pub enable_lifecycle: bool,
+    /// Fired by a second SIGTERM/SIGINT: stop waiting for running checks, cancel them on
+    /// the server now.
+    pub abort: CancellationToken,
 }
 
 /// Everything that belongs to one version of the configuration.
@@ -96,6 +102,7 @@ impl Generation {
         config: Arc<Config>,
         previous: Option<&Generation>,
         reload: &Arc<ReloadStatus>,
+        lifecycle: &Lifecycle,
     ) -> Result<(Self, Live), StartupError> {
         // Pools: keep a target's pool when its settings did not change.
         let mut kept_targets = vec![None; previous.map_or(0, |p| p.targets.len())];
@@ -131,7 +138,13 @@ impl Generation {
             }
             p.runner.store.retire(store.clone(), mapping);
         }
-        let runner = Runner::with_guards(config.clone(), targets.clone(), store.clone(), guards);
+        let runner = Runner::with_archiver(
+            config.clone(),
+            targets.clone(),
+            store.clone(),
+            guards,
+            lifecycle.archiver_for(&config),
+        );
         for ti in 0..targets.len() {
             runner.log_gating(ti);
         }
@@ -151,9 +164,18 @@ impl Generation {
                 )
             })
             .collect();
+        let mut exposition = Exposition::new(store.clone(), pools, reload.clone());
+        if let Some(stats) = lifecycle.stats() {
+            exposition = exposition.with_archive_stats(stats, lifecycle.uploads_on());
+        }
         let live = Live {
-            exposition: Exposition::new(store.clone(), pools, reload.clone()),
+            exposition,
             store,
+            archive_root: config
+                .exporter
+                .archive_dir
+                .clone()
+                .filter(|_| config.exporter.archive.serve),
         };
         tracing::info!(
             checks = config.checks.len(),
@@ -189,10 +211,11 @@ async fn reload(
     web: &Web,
     retiring: &TaskTracker,
     status: &Arc<ReloadStatus>,
+    lifecycle: &Lifecycle,
 ) -> Result<(), String> {
     let result = async {
         let config = config::load(&options.config_path).map_err(|e| e.to_string())?;
-        let (next, live) = Generation::start(Arc::new(config), Some(current), status)
+        let (next, live) = Generation::start(Arc::new(config), Some(current), status, lifecycle)
             .await
             .map_err(|e| e.to_string())?;
         web.swap(live);
@@ -252,7 +275,8 @@ pub async fn run_daemon(
         tracing::warn!("running as root; a dedicated unprivileged user is safer");
     }
     let status = Arc::new(ReloadStatus::default());
-    let (mut current, live) = Generation::start(config, None, &status).await?;
+    let lifecycle = Lifecycle::start(&config, true)?;
+    let (mut current, live) = Generation::start(config, None, &status, &lifecycle).await?;
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let web = Arc::new(Web::new(
@@ -278,12 +302,12 @@ pub async fn run_daemon(
             _ = shutdown.cancelled() => break,
             _ = maintenance.tick() => current.maintain(),
             Some(answer) = reload_rx.recv() => {
-                let r = reload(&options, &mut current, &web, &retiring, &status).await;
+                let r = reload(&options, &mut current, &web, &retiring, &status, &lifecycle).await;
                 let _ = answer.send(r);
             }
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                let _ = reload(&options, &mut current, &web, &retiring, &status).await;
+                let _ = reload(&options, &mut current, &web, &retiring, &status, &lifecycle).await;
             }
         }
     }
@@ -294,11 +318,12 @@ pub async fn run_daemon(
         "shutting down: no new runs; waiting for running checks"
     );
     current.scheduler.stop().await;
-    current.runner.drain(drain).await;
+    current.runner.drain(drain, &options.abort).await;
     retiring.close();
     if tokio::time::timeout(drain, retiring.wait()).await.is_err() {
         tracing::warn!("runs of a previous configuration were still going at shutdown");
     }
+    lifecycle.shutdown(drain).await;
     close_pools(&current.targets).await;
     http_stop.cancel();
     let _ = server.await;
@@ -331,7 +356,16 @@ pub async fn run_once(config: Config, only: &[String]) -> Result<Vec<OnceLine>, 
     let targets = build_targets(&config)?;
     clean_archive(&config);
     let store = Arc::new(Store::new(&config));
-    let runner = Runner::new(config.clone(), targets.clone(), store.clone());
+    // Uploads (and a retention pass at the end) as in the daemon.
+    let lifecycle = Lifecycle::start(&config, false)?;
+    let n = store.read().slots.len();
+    let runner = Runner::with_archiver(
+        config.clone(),
+        targets.clone(),
+        store.clone(),
+        vec![None; n],
+        lifecycle.archiver_for(&config),
+    );
     for (ti, t) in config.targets.iter().enumerate() {
         if let Some(d) = t.deployment {
             store.set_deployment(ti, d);
@@ -405,7 +439,17 @@ pub async fn run_once(config: Config, only: &[String]) -> Result<Vec<OnceLine>, 
             ok,
         });
     }
-    runner.drain(Duration::from_secs(0)).await;
+    runner
+        .drain(Duration::from_secs(0), &CancellationToken::new())
+        .await;
+    lifecycle.enforce_now().await;
+    let grace = config
+        .exporter
+        .archive
+        .s3
+        .as_ref()
+        .map_or(Duration::ZERO, |s| s.timeout);
+    lifecycle.shutdown(grace).await;
     close_pools(&targets).await;
     Ok(lines)
 }

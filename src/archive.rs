@@ -1,16 +1,27 @@
-//! The CSV archive: one file per check, target and run with rows.
+//! The CSV archive: one file per check, target and run with rows, and its lifecycle.
 //!
 //! Layout: `{root}/{target}/{check}/{check}_{YYYYMMDDTHHMMSS.mmmZ}.csv` (UTC start of the run),
-//! a header of the query's column names, NULL as an empty field. Each file is written to a
-//! hidden temporary name in the same folder, flushed, fsynced and only then renamed, so a
-//! crash never leaves a partial file under a final name; [`clean_temporaries`] removes what
-//! a crash left behind.
+//! or `.csv.gz` when gzip is on (compressed while it is written), a header of the query's
+//! column names, NULL as an empty field. Each file is written to a hidden temporary name in
+//! the same folder, flushed, fsynced and only then renamed, so a crash never leaves a
+//! partial file under a final name; [`clean_temporaries`] removes what a crash left behind.
+//! A finished file is counted in [`stats`] and, when S3 is configured, queued for
+//! [`upload`].
 //!
-//! Writes run on their own tasks, bounded by a semaphore, never on the scheduling path. A
-//! run's rows can be streamed in ([`Archiver::write_stream`]) as the query returns them, so a
-//! result is never held whole; a stream that ends without [`Feed::End`] (the query failed or
-//! timed out) leaves no file: the temporary is removed, never renamed.
-//! Only this module knows CSV. It knows nothing about metrics or the database.
+//! Writes run on their own tasks, bounded by a semaphore, never on the scheduling path; so
+//! do [`retention`] and [`upload`]. A run's rows can be streamed in ([`Archiver::write_stream`])
+//! as the query returns them, so a result is never held whole; a stream that ends without
+//! [`Feed::End`] (the query failed or timed out) leaves no file: the temporary is removed,
+//! never renamed. [`inspect`] serves the `archive list` / `archive cat`
+//! commands and [`layout`] owns the naming rules. Only this module (and its children) knows
+//! CSV. It knows nothing about metrics or the database.
+
+pub mod inspect;
+pub mod layout;
+pub mod lifecycle;
+pub mod retention;
+pub mod stats;
+pub mod upload;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,11 +29,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use async_compression::tokio::write::GzipEncoder;
 use chrono::{DateTime, Utc};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{RwLock, Semaphore, mpsc};
 
+use crate::config::{Compression, Config};
 use crate::sample::ResultSet;
+use stats::ArchiveStats;
+use upload::UploadQueue;
 
 /// How many CSV files may be written at the same time.
 const CONCURRENT_WRITES: usize = 4;
@@ -57,6 +72,15 @@ pub struct Archiver {
     root: PathBuf,
     /// Bounds concurrent writes (file descriptors, disk bandwidth).
     permits: Arc<Semaphore>,
+    /// Plain or gzip.
+    compression: Compression,
+    /// Files, bytes, deletions and uploads per folder, for `/metrics`.
+    pub stats: Arc<ArchiveStats>,
+    /// Where finished files go when S3 upload is on.
+    uploads: Option<UploadQueue>,
+    /// Writes hold the read side from rename to gauge update; a retention walk holds the
+    /// write side, so a new file is counted once, by one of them.
+    walk_lock: Arc<RwLock<()>>,
     /// Set while writes fail, so a failure episode is logged once, not once per file.
     failing: Arc<AtomicBool>,
 }
@@ -79,6 +103,10 @@ impl Archiver {
         Archiver {
             root,
             permits: Arc::new(Semaphore::new(CONCURRENT_WRITES)),
+            compression: Compression::None,
+            stats: Arc::new(ArchiveStats::default()),
+            uploads: None,
+            walk_lock: Arc::new(RwLock::new(())),
             failing: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -93,6 +121,23 @@ impl Archiver {
         }
     }
 
+    /// The archiver `config` asks for (without uploads); `None` when archiving is off.
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let root = config.exporter.archive_dir.clone()?;
+        Some(Archiver::new(root).with_compression(config.exporter.archive.compression))
+    }
+
+    pub fn with_compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
+    /// Queues every finished file for upload.
+    pub fn with_uploads(mut self, q: UploadQueue) -> Self {
+        self.uploads = Some(q);
+        self
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -104,7 +149,7 @@ impl Archiver {
         self.root
             .join(target)
             .join(check)
-            .join(format!("{check}_{}.csv", ts.format("%Y%m%dT%H%M%S%.3fZ")))
+            .join(layout::file_name(check, ts, self.compression))
     }
 
     /// Writes one result; returns the final path.
@@ -166,9 +211,10 @@ impl Archiver {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(err("cannot create folder", &dir))?;
-        match write_csv(&tmp, source).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let written = write_csv(&tmp, source, self.compression).await;
+        let size = match written {
+            Ok(Some(n)) => n,
+            Ok(None) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Ok(None);
             }
@@ -176,21 +222,33 @@ impl Archiver {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(e);
             }
+        };
+        {
+            let _counted_once = self.walk_lock.read().await;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(err("cannot rename into place", &path))?;
+            self.stats.add_file(target, check, size);
         }
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(err("cannot rename into place", &path))?;
         // Make the rename itself durable.
         if let Ok(d) = tokio::fs::File::open(&dir).await {
             let _ = d.sync_all().await;
+        }
+        if let Some(q) = &self.uploads {
+            q.push(target, check, &path);
         }
         Ok(Some(path))
     }
 }
 
-/// Writes the CSV to `tmp`, flushed and fsynced; `Ok(false)` when a streamed source was
-/// abandoned before its end (nothing is synced then; the caller removes the file).
-async fn write_csv(tmp: &Path, source: Source<'_>) -> Result<bool, ArchiveError> {
+/// Writes the CSV to `tmp` (through gzip when asked), flushed and fsynced; returns its size,
+/// or `None` when a streamed source was abandoned before its end (nothing is synced then;
+/// the caller removes the file).
+async fn write_csv(
+    tmp: &Path,
+    source: Source<'_>,
+    compression: Compression,
+) -> Result<Option<u64>, ArchiveError> {
     let err = |action: &'static str| {
         let p = tmp.to_path_buf();
         move |source| ArchiveError {
@@ -202,8 +260,36 @@ async fn write_csv(tmp: &Path, source: Source<'_>) -> Result<bool, ArchiveError>
     let file = tokio::fs::File::create(tmp)
         .await
         .map_err(err("cannot create"))?;
-    let mut w =
-        csv_async::AsyncWriter::from_writer(tokio::io::BufWriter::with_capacity(64 * 1024, file));
+    let buf = tokio::io::BufWriter::with_capacity(64 * 1024, file);
+    let (mut buf, complete) = match compression {
+        Compression::None => write_rows(buf, source).await.map_err(err("cannot write"))?,
+        Compression::Gzip => {
+            // The CSV writer feeds the encoder, which feeds the file: compressed as it goes.
+            let (mut gz, complete) = write_rows(GzipEncoder::new(buf), source)
+                .await
+                .map_err(err("cannot write"))?;
+            // shutdown() writes the gzip trailer (and flushes what is below it).
+            gz.shutdown().await.map_err(err("cannot flush"))?;
+            (gz.into_inner(), complete)
+        }
+    };
+    if !complete {
+        return Ok(None);
+    }
+    buf.flush().await.map_err(err("cannot flush"))?;
+    let file = buf.into_inner();
+    file.sync_all().await.map_err(err("cannot sync"))?;
+    let size = file.metadata().await.map_err(err("cannot stat"))?.len();
+    Ok(Some(size))
+}
+
+/// Header and rows into `w`; returns `w` with everything handed to it, and whether the
+/// source was complete (a stream that closed without [`Feed::End`] was abandoned).
+async fn write_rows<W: AsyncWrite + Unpin + Send>(
+    w: W,
+    source: Source<'_>,
+) -> io::Result<(W, bool)> {
+    let mut w = csv_async::AsyncWriter::from_writer(w);
     let csv_err = |e: csv_async::Error| match e.into_kind() {
         csv_async::ErrorKind::Io(e) => e,
         other => io::Error::other(format!("{other:?}")),
@@ -214,16 +300,14 @@ async fn write_csv(tmp: &Path, source: Source<'_>) -> Result<bool, ArchiveError>
     };
     w.write_record(columns.iter().map(String::as_str))
         .await
-        .map_err(|e| err("cannot write")(csv_err(e)))?;
+        .map_err(csv_err)?;
     let complete = match source {
         Source::Whole(result) => {
             for row in &result.rows {
                 // Collected first: an iterator borrowed across .await is not Send (stack
                 // notes §3.7).
                 let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-                w.write_record(&fields)
-                    .await
-                    .map_err(|e| err("cannot write")(csv_err(e)))?;
+                w.write_record(&fields).await.map_err(csv_err)?;
             }
             true
         }
@@ -232,9 +316,7 @@ async fn write_csv(tmp: &Path, source: Source<'_>) -> Result<bool, ArchiveError>
                 Some(Feed::Row(row)) => {
                     let fields: Vec<&str> =
                         row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-                    w.write_record(&fields)
-                        .await
-                        .map_err(|e| err("cannot write")(csv_err(e)))?;
+                    w.write_record(&fields).await.map_err(csv_err)?;
                 }
                 Some(Feed::End) => break true,
                 None => break false,
@@ -242,19 +324,11 @@ async fn write_csv(tmp: &Path, source: Source<'_>) -> Result<bool, ArchiveError>
         },
     };
     // into_inner flushes; never let the writer's Drop block on a flush.
-    let mut buf = w
+    let w = w
         .into_inner()
         .await
-        .map_err(|e| err("cannot flush")(io::Error::other(e.to_string())))?;
-    if !complete {
-        return Ok(false);
-    }
-    buf.flush().await.map_err(err("cannot flush"))?;
-    buf.into_inner()
-        .sync_all()
-        .await
-        .map_err(err("cannot sync"))?;
-    Ok(true)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok((w, complete))
 }
 
 /// Removes temporary files a crash left in `{root}/{target}/{check}/`. Returns how many.
@@ -275,7 +349,7 @@ pub fn clean_temporaries(root: &Path) -> usize {
                 let name = f.file_name();
                 let name = name.to_string_lossy();
                 if name.starts_with('.')
-                    && name.ends_with(".csv.tmp")
+                    && (name.ends_with(".csv.tmp") || name.ends_with(".csv.gz.tmp"))
                     && std::fs::remove_file(f.path()).is_ok()
                 {
                     removed += 1;
@@ -361,6 +435,42 @@ mod tests {
         assert_eq!(a.episode(false), Episode::Ongoing);
         assert_eq!(a.episode(true), Episode::Recovered);
         assert_eq!(a.episode(true), Episode::Fine);
+    }
+
+    #[tokio::test]
+    async fn gzip_writes_a_csv_gz_that_decodes_to_the_same_csv_and_counts_it() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archiver::new(dir.path().to_path_buf()).with_compression(Compression::Gzip);
+        let started = UNIX_EPOCH + Duration::from_millis(1_764_203_045_123);
+        // Enough rows to pass through the encoder's and the file buffer's capacity.
+        let rows: Vec<Vec<Option<String>>> = (0..20_000)
+            .map(|i| vec![Some(format!("row {i}")), Some(i.to_string())])
+            .collect();
+        let rs = ResultSet {
+            columns: vec!["name".into(), "value".into()],
+            rows,
+        };
+        let path = a.write("main", "c1", started, &rs).await.unwrap();
+        assert_eq!(
+            path,
+            dir.path().join("main/c1/c1_20251127T002405.123Z.csv.gz")
+        );
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..2], &[0x1f, 0x8b], "gzip magic");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.starts_with("name,value\nrow 0,0\nrow 1,1\n"));
+        assert!(text.ends_with("row 19999,19999\n"));
+        assert_eq!(text.lines().count(), 20_001);
+        assert!(raw.len() < text.len() / 3, "compressed");
+        let s = a.stats.get("main", "c1");
+        assert_eq!((s.files, s.bytes), (1, raw.len() as u64));
+        // A gzip temporary left by a crash is cleaned like a plain one.
+        std::fs::write(dir.path().join("main/c1/.c1_1.csv.gz.tmp"), b"x").unwrap();
+        assert_eq!(clean_temporaries(dir.path()), 1);
     }
 
     #[tokio::test]

@@ -122,9 +122,14 @@ async fn stream(
             }
             SimpleQueryMessage::Row(row) => {
                 rows += 1;
+                // `get` panics on text that is not UTF-8 (a SQL_ASCII database passes raw
+                // bytes through); such a value becomes U+FFFD, which maps as "not a number".
                 Message::Row(
                     (0..row.len())
-                        .map(|i| row.get(i).map(str::to_string))
+                        .map(|i| match row.try_get(i) {
+                            Ok(v) => v.map(str::to_string),
+                            Err(_) => Some(char::REPLACEMENT_CHARACTER.to_string()),
+                        })
                         .collect(),
                 )
             }

@@ -1,4 +1,4 @@
-//! Command line: `run` (default), `once` and `check-config`. Parses arguments with clap, calls
+//! Command line: `run` (default), `once`, `check-config` and `archive list|cat`. Parses arguments with clap, calls
 //! into [`crate::app`], prints, and maps results to exit codes: 0 ok, 1 a run failed,
 //! 2 a configuration, usage or start-up error. `anyhow`-style catch-alls stop here.
 
@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+mod archive;
 
 use crate::app;
 use crate::config::{self, Config};
@@ -25,21 +27,12 @@ const EXIT_CONFIG: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    // `redshift-exporter --config F` is `redshift-exporter run --config F`.
+    // `redshift-exporter --config F [options]` is `redshift-exporter run --config F [options]`.
     /// Path of checks.toml.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
-    #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
-    listen_address: Option<String>,
-    /// TLS and basic authentication for the HTTP server (exporter-toolkit web config format).
-    #[arg(long = "web.config.file", value_name = "PATH")]
-    web_config: Option<PathBuf>,
-    /// Allow reloading the configuration with POST /-/reload (SIGHUP always works).
-    #[arg(long = "web.enable-lifecycle")]
-    enable_lifecycle: bool,
     #[command(flatten)]
-    log: LogArgs,
+    run: RunOptions,
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,6 +44,8 @@ enum Command {
     Once(OnceArgs),
     /// Validate the configuration and exit (0 valid, 2 invalid).
     CheckConfig(ConfigArgs),
+    /// Read the CSV archive: `archive list`, `archive cat`.
+    Archive(archive::ArchiveArgs),
     /// Start a throwaway PostgreSQL with the Redshift emulation and every catalogued incident,
     /// run the exporter with the shipped checks against it, clean up on Ctrl-C.
     Demo(DemoArgs),
@@ -94,6 +89,13 @@ struct RunArgs {
     /// Path of checks.toml.
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+/// Everything `run` takes besides the config path (also accepted without the subcommand).
+#[derive(Args, Debug)]
+struct RunOptions {
     /// Address to listen on (HOST:PORT); overrides [exporter] listen_address.
     #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
     listen_address: Option<String>,
@@ -121,18 +123,20 @@ struct OnceArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // A file-size limit (ulimit -f) must make a CSV write fail with EFBIG, which the archive
+    // counts and logs, instead of killing the whole exporter with SIGXFSZ.
+    // SAFETY: setting a signal to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let cli = Cli::parse();
     match (cli.command, cli.config) {
         (Some(Command::Run(a)), _) => run(a),
         (Some(Command::Once(a)), _) => once(a),
         (Some(Command::CheckConfig(a)), _) => check_config(a),
+        (Some(Command::Archive(a)), _) => archive::main(a),
         (Some(Command::Demo(a)), _) => demo(a),
         (None, Some(config)) => run(RunArgs {
             config,
-            listen_address: cli.listen_address,
-            web_config: cli.web_config,
-            enable_lifecycle: cli.enable_lifecycle,
-            log: cli.log,
+            options: cli.run,
         }),
         (None, None) => {
             eprintln!("redshift-exporter: --config PATH is required (see --help)");
@@ -149,6 +153,7 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
+    limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,28 +161,46 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("the tokio runtime starts")
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps
+/// freed memory; two worker threads and the short-lived blocking threads need no more than
+/// two (docs/performance.md).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn run(a: RunArgs) -> ExitCode {
-    logging::init(a.log.log_level, a.log.log_format);
+    let o = a.options;
+    logging::init(o.log.log_level, o.log.log_format);
     let config = match load(&a.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let rt = runtime();
     let result = rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        spawn_signal_handler(shutdown.clone(), abort.clone());
         let options = app::DaemonOptions {
             config_path: a.config.clone(),
-            listen_address: a.listen_address,
-            web_config: a.web_config,
-            enable_lifecycle: a.enable_lifecycle,
+            listen_address: o.listen_address,
+            web_config: o.web_config,
+            enable_lifecycle: o.enable_lifecycle,
+            abort,
         };
-        app::run_daemon(config, options, shutdown).await
+        let aborted = options.abort.clone();
+        app::run_daemon(config, options, shutdown)
+            .await
+            .map(|()| aborted.is_cancelled())
     });
     // Do not wait for stray blocking tasks (a stuck DNS lookup, say) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::SUCCESS,
+        // A second signal cut the drain short: running checks were cancelled, not finished.
+        Ok(true) => ExitCode::from(EXIT_RUN_FAILED),
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
             eprintln!("redshift-exporter: {e}");
@@ -186,8 +209,9 @@ fn run(a: RunArgs) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT start the graceful shutdown; a second one exits at once.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+/// SIGTERM or SIGINT start the graceful shutdown; a second one aborts it: running checks are
+/// cancelled on the server at once and the process exits (code 1) within 3 seconds.
+fn spawn_signal_handler(shutdown: CancellationToken, abort: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
         let (Ok(mut term), Ok(mut int)) = (
@@ -207,7 +231,9 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::warn!("second signal: exiting without draining");
+        tracing::warn!("second signal: cancelling running checks and exiting");
+        abort.cancel();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         std::process::exit(i32::from(EXIT_RUN_FAILED));
     });
 }
@@ -216,12 +242,13 @@ fn demo(a: DemoArgs) -> ExitCode {
     logging::init(a.log.log_level.min_warn(), a.log.log_format);
     let rt = runtime();
     let result = rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        spawn_signal_handler(shutdown.clone(), abort.clone());
         crate::demo::run(
             crate::demo::DemoOptions {
                 listen_address: a.listen_address,
                 keep_archive: a.keep_archive,
+                abort,
             },
             shutdown,
         )
@@ -313,10 +340,23 @@ fn check_config(a: ConfigArgs) -> ExitCode {
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-                _ => format!(
+                Some(_) => format!(
                     "{}, timeout {}",
                     c.schedule,
                     humantime::format_duration(c.timeout)
+                ),
+                // Flavour detected at connect: say which flavour the check needs.
+                None => format!(
+                    "{}, timeout {}{}",
+                    c.schedule,
+                    humantime::format_duration(c.timeout),
+                    match c.deployments.as_slice() {
+                        [only] => format!(
+                            " (only if the target is {}; skipped otherwise)",
+                            only.as_str()
+                        ),
+                        _ => String::new(),
+                    }
                 ),
             };
             println!("  check {}: {runs}", c.name);

@@ -19,6 +19,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod archive;
+pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes};
+
 /// Where data metrics' names start unless `[exporter] namespace` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "redshift";
 /// Prefix of the exporter's own metrics; data metric names may not collide with it.
@@ -51,6 +54,8 @@ pub struct ExporterConfig {
     pub drain_timeout: Duration,
     /// Default cap on the series one check run may produce (per target).
     pub max_series_per_check: usize,
+    /// Retention, compression, serving and S3 upload of archive files.
+    pub archive: ArchiveSettings,
 }
 
 /// How the connection to a target is secured.
@@ -188,6 +193,8 @@ pub struct CheckConfig {
     pub max_series: usize,
     /// Where the check applies; a target of another flavour skips it.
     pub deployments: Vec<Deployment>,
+    /// How long this check's archive files are kept (age), and the cap on their bytes per target.
+    pub archive_retention: Retention,
 }
 
 impl CheckConfig {
@@ -356,6 +363,12 @@ struct RawExporter {
     default_timeout: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
     max_series_per_check: Option<Spanned<i64>>,
+    archive_max_age: Option<Spanned<String>>,
+    archive_max_bytes: Option<Spanned<StrOrInt>>,
+    archive_compression: Option<Spanned<String>>,
+    archive_serve: Option<Spanned<bool>>,
+    archive_retention_interval: Option<Spanned<String>>,
+    s3: Option<Spanned<archive::RawS3>>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +413,8 @@ struct RawCheck {
     archive: Option<Spanned<bool>>,
     max_series: Option<Spanned<i64>>,
     deployment: Option<Vec<Spanned<String>>>,
+    archive_max_age: Option<Spanned<String>>,
+    archive_max_bytes: Option<Spanned<StrOrInt>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -549,6 +564,7 @@ impl Validator<'_> {
                 10_000,
                 10_000_000,
             ),
+            archive: self.archive_settings(&e),
         };
 
         if raw.targets.is_empty() {
@@ -1079,19 +1095,56 @@ impl Validator<'_> {
                 10_000_000,
             ),
             deployments,
+            archive_retention: self.check_retention(
+                &base,
+                &c.archive_max_age,
+                &c.archive_max_bytes,
+                &exporter.archive,
+            ),
         }
     }
 }
 
-/// Parses a cron expression exactly as the scheduler will (six fields, seconds first).
-pub fn parse_cron(expr: &str) -> Result<(), String> {
+fn cron(expr: &str) -> Result<croner::Cron, String> {
     croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
         .build()
         .parse(expr)
-        .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Parses a cron expression exactly as the scheduler will (six fields, seconds first).
+pub fn parse_cron(expr: &str) -> Result<(), String> {
+    cron(expr).map(|_| ())
+}
+
+impl Schedule {
+    /// How long a run may be apart from the next: the interval, or for a cron schedule the
+    /// longest gap among its next 64 runs. Published so alerts can call a check stale
+    /// without a hand-kept table of intervals.
+    pub fn expected_interval(&self) -> Duration {
+        match self {
+            Schedule::Interval(d) => *d,
+            Schedule::Cron(expr) => {
+                let Ok(c) = cron(expr) else {
+                    return Duration::ZERO;
+                };
+                let mut at = chrono::Utc::now();
+                let mut longest = Duration::ZERO;
+                for _ in 0..64 {
+                    let Ok(next) = c.find_next_occurrence(&at, false) else {
+                        break;
+                    };
+                    if let Ok(gap) = (next - at).to_std() {
+                        longest = longest.max(gap);
+                    }
+                    at = next;
+                }
+                longest
+            }
+        }
+    }
 }
 
 /// Expands `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
@@ -1440,6 +1493,23 @@ values = [{ column = "v", name = "same" }, { column = "w", name = "exporter_x" }
         );
         let e = parse(&both, env).unwrap_err();
         assert!(e[0].message.contains("a target could run both"), "{e:?}");
+    }
+
+    #[test]
+    fn expected_intervals() {
+        assert_eq!(
+            Schedule::Interval(Duration::from_secs(90)).expected_interval(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            Schedule::Cron("0 5 * * * *".into()).expected_interval(),
+            Duration::from_secs(3600)
+        );
+        // Weekdays at 06:00: the weekend gap is the longest.
+        assert_eq!(
+            Schedule::Cron("0 0 6 * * Mon-Fri".into()).expected_interval(),
+            Duration::from_secs(3 * 86400)
+        );
     }
 
     #[test]

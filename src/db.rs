@@ -156,12 +156,22 @@ impl Target {
             Tls::None => Manager::from_config(pg, NoTls, mgr_config),
             Tls::Rustls(t) => Manager::from_config(pg, t.clone(), mgr_config),
         };
+        let max_age = config.max_connection_age;
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .wait_timeout(Some(config.connect_timeout))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .runtime(Runtime::Tokio1)
+            // Never hand out a session older than max_connection_age (idle ones are also
+            // retired in the background by retire_old_connections).
+            .pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if metrics.age() > max_age {
+                    Err(HookError::message("connection reached max_connection_age"))
+                } else {
+                    Ok(())
+                }
+            }))
             .post_create(Hook::async_fn(|client, _| {
                 Box::pin(async move { identify_session(client).await.map_err(HookError::Backend) })
             }))

@@ -22,6 +22,8 @@ pub struct DemoOptions {
     pub listen_address: String,
     /// Keep the CSV archive folder after exit.
     pub keep_archive: bool,
+    /// A second Ctrl-C: stop waiting for running checks (the cluster is still removed).
+    pub abort: CancellationToken,
 }
 
 /// Why the demo could not run.
@@ -112,6 +114,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
             listen_address: Some(options.listen_address.clone()),
             web_config: None,
             enable_lifecycle: false,
+            abort: options.abort.clone(),
         },
         shutdown,
     )

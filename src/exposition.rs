@@ -16,6 +16,8 @@ use bytes::{Bytes, BytesMut};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
+mod archive;
+
 use crate::db::{ErrorKind, PoolStats};
 use crate::sample::SampleError;
 use crate::snapshot::{ReloadStatus, RunResult, State, Store};
@@ -37,6 +39,8 @@ pub struct Exposition {
     start_time: f64,
     /// Outcome of configuration reloads (process-wide, outlives each configuration).
     reload: Arc<ReloadStatus>,
+    /// Archive gauges and counters (process-wide), and whether S3 uploads are on.
+    archive: Option<(Arc<crate::archive::stats::ArchiveStats>, bool)>,
 }
 
 impl Exposition {
@@ -51,7 +55,18 @@ impl Exposition {
             cache: Mutex::new((0, None)),
             start_time: process_start_time().unwrap_or(0.0),
             reload,
+            archive: None,
         }
+    }
+
+    /// Adds the archive lifecycle families (files, bytes, deletions; uploads when on).
+    pub fn with_archive_stats(
+        mut self,
+        stats: Arc<crate::archive::stats::ArchiveStats>,
+        uploads: bool,
+    ) -> Self {
+        self.archive = Some((stats, uploads));
+        self
     }
 
     /// The full exposition.
@@ -178,6 +193,12 @@ impl Exposition {
             "gauge",
             self.reload.last_success(),
         );
+        if let Some((stats, uploads)) = &self.archive {
+            // Archive lifecycle families change with every write, deletion and upload.
+            out.push_str(&String::from_utf8_lossy(&encode(&archive::families(
+                stats, *uploads,
+            ))));
+        }
         write_process(&mut out, self.start_time);
         Bytes::from(out)
     }
@@ -385,6 +406,11 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         "redshift_exporter_check_rows",
         "Rows returned by the check's last run.",
         &|s| s.status.rows as f64,
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_interval_seconds",
+        "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
+        &|s| s.check.schedule.expected_interval().as_secs_f64(),
     ));
     out.push(per_slot(
         "redshift_exporter_check_last_run_timestamp_seconds",

@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod archive;
+
 use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::snapshot::Store;
 use crate::web_config::{AuthResult, WebConfig};
@@ -33,6 +35,8 @@ use crate::web_config::{AuthResult, WebConfig};
 pub struct Live {
     pub exposition: Exposition,
     pub store: Arc<Store>,
+    /// The archive root when `archive_serve = true`: `/archive/...` serves its files.
+    pub archive_root: Option<std::path::PathBuf>,
 }
 
 /// A reload request: the answer goes back on the oneshot (`Err` lists the problems).
@@ -175,6 +179,12 @@ async fn handle(web: &Web, req: Request<Incoming>) -> Response<Body> {
     {
         return metrics(web, &req);
     }
+    if req.uri().path().starts_with(archive::PREFIX) {
+        let live = web.live();
+        return archive::serve(live.archive_root.as_deref(), req.method(), req.uri().path())
+            .await
+            .map(Body::from);
+    }
     route(web, req).map(Body::from)
 }
 
@@ -294,7 +304,10 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" => Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(landing_page(&live.store))))
+            .body(Full::new(Bytes::from(landing_page(
+                &live.store,
+                live.archive_root.as_deref(),
+            ))))
             .expect("static response parts are valid"),
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics\n"),
     }
@@ -328,7 +341,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// A small page: a link to `/metrics` and every check's last status on every target.
-fn landing_page(store: &Store) -> String {
+fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String {
     let st = store.read();
     let mut h = String::with_capacity(4096);
     h.push_str(concat!(
@@ -377,7 +390,13 @@ fn landing_page(store: &Store) -> String {
             let file = s
                 .last_file
                 .as_ref()
-                .map(|p| format!("last CSV: {}", esc(&p.display().to_string())))
+                .map(|p| {
+                    let shown = esc(&p.display().to_string());
+                    match archive_root.and_then(|r| archive::href(r, p)) {
+                        Some(href) => format!("last CSV: <a href=\"{}\">{shown}</a>", esc(&href)),
+                        None => format!("last CSV: {shown}"),
+                    }
+                })
                 .unwrap_or_default();
             ("<span class=\"ok\">ok</span>".to_string(), file)
         } else {

@@ -153,9 +153,16 @@ impl TempCluster {
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), TempClusterError> {
         let deadline = Instant::now() + limit;
-        // The port answering is not enough (startup may still refuse logins), but the socket
-        // file plus the port is: postgres creates the socket once it accepts connections.
-        let socket = self.root.join(format!(".s.PGSQL.{}", self.port));
+        // Neither the port answering nor the socket file is enough: logins are refused with
+        // 57P03 ("starting up") until the postmaster writes "ready" as the 8th line of
+        // postmaster.pid, which is what `pg_ctl -w` waits for.
+        let pidfile = self.root.join("data").join("postmaster.pid");
+        let ready = || {
+            std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.lines().nth(7).map(|l| l.trim() == "ready"))
+                .unwrap_or(false)
+        };
         while Instant::now() < deadline {
             if let Some(s) = self.server.as_mut() {
                 if let Ok(Some(status)) = s.try_wait() {
@@ -167,7 +174,7 @@ impl TempCluster {
                     ));
                 }
             }
-            if socket.exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if ready() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -76,6 +76,15 @@ pub struct Runner {
     detecting: Vec<tokio::sync::Mutex<()>>,
 }
 
+/// Clears an overlap guard when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Process-wide reference point of the catch-up guard's timestamps.
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -98,7 +107,19 @@ impl Runner {
         store: Arc<Store>,
         carried: Vec<Option<Guards>>,
     ) -> Arc<Self> {
-        let archiver = config.exporter.archive_dir.clone().map(Archiver::new);
+        let archiver = Archiver::from_config(&config);
+        Self::with_archiver(config, targets, store, carried, archiver)
+    }
+
+    /// Like [`Runner::with_guards`], with an archiver built by the caller (one that shares
+    /// the daemon's archive gauges and upload queue across reloads).
+    pub fn with_archiver(
+        config: Arc<Config>,
+        targets: Vec<Arc<Target>>,
+        store: Arc<Store>,
+        carried: Vec<Option<Guards>>,
+        archiver: Option<Archiver>,
+    ) -> Arc<Self> {
         let (running, last_start) = carried.into_iter().map(|g| g.unwrap_or_default()).unzip();
         Arc::new(Runner {
             detecting: targets
@@ -150,9 +171,11 @@ impl Runner {
         }
         self.last_start[slot].store(now_ms.max(1), Ordering::Release);
         let me = self.clone();
+        let flag = self.running[slot].clone();
         self.runs.spawn(async move {
+            // Cleared on drop, so even a panicking run cannot leave its check blocked forever.
+            let _clear = ClearOnDrop(flag);
             let _ = me.run(slot).await;
-            me.running[slot].store(false, Ordering::Release);
         });
     }
 
@@ -386,18 +409,24 @@ impl Runner {
             .map(|c| c.timeout)
             .max()
             .unwrap_or_default();
-        self.drain(longest + Duration::from_secs(10)).await;
+        self.drain(longest + Duration::from_secs(10), &CancellationToken::new())
+            .await;
     }
 
     /// Stops new runs, waits for running ones up to `drain`, cancels the rest server-side,
     /// then waits for archive writes.
-    pub async fn drain(&self, drain: Duration) {
+    /// `abort` (a second signal) cuts the wait short: running checks are cancelled at once.
+    pub async fn drain(&self, drain: Duration, abort: &CancellationToken) {
         self.stopping.store(true, Ordering::Release);
         self.runs.close();
-        if tokio::time::timeout(drain, self.runs.wait()).await.is_err() {
+        let finished = tokio::select! {
+            r = tokio::time::timeout(drain, self.runs.wait()) => r.is_ok(),
+            _ = abort.cancelled() => self.runs.is_empty(),
+        };
+        if !finished {
             tracing::warn!(
                 running = self.runs.len(),
-                "drain timeout passed; cancelling running checks"
+                "cancelling running checks on the server"
             );
             self.cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), self.runs.wait()).await;

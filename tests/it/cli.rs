@@ -47,6 +47,11 @@ async fn check_config_reports_every_problem_with_its_position() {
     );
     let out = check_config(&work.write("good.toml", &good)).await;
     assert_eq!(out.code, Some(0), "a valid file:\n{}", out.dump());
+    assert!(
+        out.stdout.contains("good_one") && out.stdout.contains("other"),
+        "check-config prints a summary naming the checks:\n{}",
+        out.dump()
+    );
 
     let bad_checks = check_toml(
         "good_one",

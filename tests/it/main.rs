@@ -4,11 +4,16 @@
 mod support;
 
 mod archive;
+mod archive_lifecycle;
 mod cli;
+mod demo;
+mod docs;
 mod endpoints;
 mod harness;
 mod mapping;
 mod pack;
+mod prometheus;
+mod reload;
 mod resilience;
 mod scheduling;
 mod streaming;

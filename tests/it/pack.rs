@@ -20,16 +20,16 @@ const EXPECTATIONS: &str = include_str!("../fixtures/redshift/expectations.toml"
 const PACK: &str = include_str!("../../checks.toml");
 
 #[derive(Deserialize)]
-struct Expectations {
-    run: Vec<Run>,
+pub struct Expectations {
+    pub run: Vec<Run>,
     skipped: Vec<Skipped>,
     expect: Vec<Expect>,
     rows: Vec<Rows>,
 }
 
 #[derive(Deserialize)]
-struct Run {
-    name: String,
+pub struct Run {
+    pub name: String,
     variant: String,
     scenarios: Vec<String>,
 }
@@ -62,7 +62,7 @@ struct Rows {
     max: Option<f64>,
 }
 
-fn target_name(run: &str) -> String {
+pub fn target_name(run: &str) -> String {
     run.replace('-', "_")
 }
 
@@ -142,8 +142,16 @@ fn check_value(e: &Expect, v: f64) -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
+/// The real daemon running the shipped pack on one emulated database per run of
+/// expectations.toml, after every check's first run (`/-/ready`).
+pub struct PackDaemon {
+    pub daemon: Daemon,
+    pub exp: Expectations,
+    /// Keeps the config and archive folder alive.
+    pub _work: WorkDir,
+}
+
+pub async fn start_pack_daemon() -> PackDaemon {
     let exp: Expectations = toml::from_str(EXPECTATIONS).expect("expectations.toml parses");
     let work = WorkDir::new();
     let mut targets = String::new();
@@ -168,6 +176,85 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    PackDaemon {
+        daemon,
+        exp,
+        _work: work,
+    }
+}
+
+/// Metric names used by a dashboard panel or an alert rule (recording rules' own names,
+/// which contain a colon, excluded).
+fn metrics_used_by_dashboards_and_rules() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    fn walk_json(v: &serde_json::Value, file: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("expr" | "query", serde_json::Value::String(e)) => {
+                            out.push((file.into(), e.clone()))
+                        }
+                        _ => walk_json(v, file, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk_json(v, file, out)),
+            _ => {}
+        }
+    }
+    for dir in ["grafana/dashboards", "deploy/prometheus/rules"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let path = entry.path();
+            let file = path.strip_prefix(root).unwrap().display().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if file.ends_with(".json") {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                walk_json(&v, &file, &mut exprs);
+            } else if file.ends_with(".yml") || file.ends_with(".yaml") {
+                let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+                for g in v["groups"].as_sequence().into_iter().flatten() {
+                    for r in g["rules"].as_sequence().into_iter().flatten() {
+                        if let Some(e) = r["expr"].as_str() {
+                            exprs.push((file.clone(), e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut names = Vec::new();
+    for (file, e) in exprs {
+        let b = e.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let start_ok = i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
+            if start_ok && (e[i..].starts_with("redshift_") || e[i..].starts_with("process_")) {
+                let end = e[i..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                    .map_or(e.len(), |n| i + n);
+                let name = &e[i..end];
+                if !name.contains(':') && !names.iter().any(|(_, n): &(String, String)| n == name) {
+                    names.push((file.clone(), name.to_string()));
+                }
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
+    let PackDaemon {
+        mut daemon,
+        exp,
+        _work,
+    } = start_pack_daemon().await;
     let m: Metrics = daemon.metrics().await;
     let mut failures = Vec::new();
 
@@ -252,6 +339,21 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
                     failures.push(format!("{t}: {} rows: {why}", r.check));
                 }
             }
+        }
+    }
+
+    // No dangling panel, no dead rule: every metric a dashboard or an alert uses is exposed.
+    let used = metrics_used_by_dashboards_and_rules();
+    assert!(
+        used.len() > 40,
+        "found only {} metric names in dashboards and rules",
+        used.len()
+    );
+    for (file, name) in &used {
+        if !m.samples.iter().any(|s| &s.name == name) {
+            failures.push(format!(
+                "{file} uses {name}, which /metrics does not expose"
+            ));
         }
     }
 

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::support::names::*;
+use crate::support::pg::toml_str;
 use crate::support::*;
 
 const UP: &[(&str, &str)] = &[("target", "main")];
@@ -133,6 +134,8 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     let text = exporter_toml(&work.archive(), "drain_timeout = \"10s\"")
         + "\n"
         + &db.target_toml("main", "")
+        + "\n"
+        + &db.target_toml("second", "application_name = \"redshift-exporter-second\"")
         + &check_toml(
             "slow",
             "SELECT 1 AS v FROM pg_sleep(2)",
@@ -147,20 +150,31 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     let client = db.connect().await;
     let mut d = Daemon::start(&cfg).await;
 
-    let deadline = Instant::now() + secs(6);
-    while count_active(&client, "pg_sleep(2)").await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "slow check never ran; logs:\n{}",
-            d.log_text()
-        );
-        tokio::time::sleep(ms(50)).await;
-    }
-    let sessions = count_sessions(&client, "redshift-exporter").await;
-    assert!(
-        sessions >= 1,
-        "no session with application_name 'redshift-exporter' while a check runs"
-    );
+    let c = &client;
+    wait_for("the slow check to run", secs(6), ms(50), || async move {
+        match count_active(c, "pg_sleep(2)").await {
+            0 => Err("not running".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    wait_for(
+        "sessions under the default and the per-target application_name",
+        secs(5),
+        ms(50),
+        || async move {
+            let main = count_sessions(c, "redshift-exporter").await;
+            let second = count_sessions(c, "redshift-exporter-second").await;
+            if main >= 1 && second >= 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "'redshift-exporter' {main}, 'redshift-exporter-second' {second}"
+                ))
+            }
+        },
+    )
+    .await;
 
     let sent = Instant::now();
     d.sigterm();
@@ -175,19 +189,21 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     assert!(took < secs(11), "exit took {took:?}, drain_timeout is 10 s");
 
     let logs = d.logs();
-    assert!(
-        logs.iter()
-            .any(|l| l.is_message("pool closed") && l.has("target", "main")),
-        "no \"pool closed\" line for target main; logs:\n{}",
-        d.log_text()
-    );
+    for target in ["main", "second"] {
+        assert!(
+            logs.iter()
+                .any(|l| l.is_message("pool closed") && l.has("target", target)),
+            "no \"pool closed\" line for target {target}; logs:\n{}",
+            d.log_text()
+        );
+    }
     let complete = logs
         .iter()
         .position(|l| l.is_message("shutdown complete"))
         .unwrap_or_else(|| panic!("no \"shutdown complete\" line; logs:\n{}", d.log_text()));
     let pool_closed = logs
         .iter()
-        .position(|l| l.is_message("pool closed"))
+        .rposition(|l| l.is_message("pool closed"))
         .unwrap();
     assert!(
         pool_closed < complete,
@@ -201,16 +217,159 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
         d.log_text()
     );
 
-    let deadline = Instant::now() + secs(3);
-    loop {
-        let left = count_sessions(&client, "redshift-exporter").await;
-        if left == 0 {
-            break;
-        }
+    wait_for(
+        "no exporter session left after exit",
+        secs(3),
+        ms(100),
+        || async move {
+            let left = count_sessions(c, "redshift-exporter").await
+                + count_sessions(c, "redshift-exporter-second").await;
+            match left {
+                0 => Ok(()),
+                n => Err(format!("{n} session(s) open")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_auth_password_file_and_auth_errors() {
+    let cluster = PgCluster::dedicated();
+    let db = cluster.create_database().await;
+    db.execute("CREATE ROLE pwuser LOGIN PASSWORD 's3cret-pw'")
+        .await;
+    cluster.set_hba(
+        "local all all trust\n\
+         host all pwuser 127.0.0.1/32 scram-sha-256\n\
+         host all all 127.0.0.1/32 trust\n",
+    );
+    // wait until the server really asks pwuser for a password
+    let dbr = &db;
+    wait_for(
+        "pg_hba.conf to be reloaded",
+        secs(5),
+        ms(100),
+        || async move {
+            let mut c = dbr.pg_config();
+            c.user("pwuser").password("wrong");
+            match c.connect(tokio_postgres::NoTls).await {
+                Err(_) => Ok(()),
+                Ok(_) => Err("a wrong password is still accepted".to_owned()),
+            }
+        },
+    )
+    .await;
+
+    let work = WorkDir::new();
+    let pwfile = work.write("pw", "s3cret-pw\n");
+    let text = exporter_toml(&work.archive(), "")
+        + "\n"
+        + &db.target_toml_without(
+            "main",
+            &format!(
+                "user = \"pwuser\"\npassword_file = {}",
+                toml_str(&pwfile.to_string_lossy())
+            ),
+            &["password"],
+        )
+        + "\n"
+        + &db.target_toml("fromenv", "user = \"pwuser\"\npassword = \"${RSE_IT_PW}\"")
+        + "\n"
+        + &db.target_toml("wrong", "user = \"pwuser\"\npassword = \"not-the-pw\"")
+        + &check_toml("who", "SELECT 1 AS v", "values = [\"v\"]");
+    let cfg = work.write("checks.toml", &text);
+    let mut d = Daemon::spawn(&cfg, "127.0.0.1:0", &[], &[("RSE_IT_PW", "s3cret-pw")]);
+    d.wait_listening(secs(15)).await;
+    let m = d
+        .wait_metrics(
+            "main and fromenv ok, wrong failing with auth",
+            secs(10),
+            |m| {
+                let ok = |t: &str| m.get(SUCCESS, &[("target", t), ("check", "who")]) == Some(1.0);
+                ok("main")
+                    && ok("fromenv")
+                    && m.get(
+                        ERRORS,
+                        &[("target", "wrong"), ("check", "who"), ("kind", "auth")],
+                    )
+                    .unwrap_or(0.0)
+                        >= 1.0
+            },
+        )
+        .await;
+    assert_eq!(
+        m.get(SUCCESS, &[("target", "wrong"), ("check", "who")]),
+        Some(0.0)
+    );
+    assert_eq!(m.get(TARGET_UP, &[("target", "wrong")]), Some(0.0));
+    assert_eq!(m.get(TARGET_UP, &[("target", "main")]), Some(1.0));
+    let line = d
+        .wait_log("\"check failed\" for target wrong", secs(3), |l| {
+            l.is_message("check failed") && l.has("target", "wrong")
+        })
+        .await;
+    assert!(line.has("kind", "auth"), "{}", line.0);
+    let scrape = d.get("/metrics").await.body;
+    let home = d.get("/").await.body;
+    for (what, text) in [("logs", d.log_text()), ("/metrics", scrape), ("/", home)] {
         assert!(
-            Instant::now() < deadline,
-            "{left} exporter session(s) still open 3 s after exit"
+            !text.contains("s3cret-pw") && !text.contains("not-the-pw"),
+            "a password leaked into {what}"
         );
-        tokio::time::sleep(ms(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_cancels_running_statements_on_the_server() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "drain_timeout = \"1s\"")
+        + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml(
+            "stuck",
+            "SELECT 1 AS v FROM pg_sleep(30)",
+            "values = [\"v\"]\ninterval = \"1h\"\ntimeout = \"60s\"",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let client = db.connect().await;
+    let mut d = Daemon::start(&cfg).await;
+    let c = &client;
+    wait_for("the stuck check to run", secs(6), ms(50), || async move {
+        match count_active(c, "pg_sleep(30)").await {
+            0 => Err("not running".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    let sent = Instant::now();
+    d.sigterm();
+    let status = d.wait_exit(secs(8)).await;
+    assert!(
+        sent.elapsed() < secs(5),
+        "exit took {:?} with drain_timeout 1 s",
+        sent.elapsed()
+    );
+    eprintln!("exit status after the drain timeout: {status}");
+    assert!(
+        d.logs().iter().any(|l| l.is_message("check failed")
+            && l.has("check", "stuck")
+            && l.has("kind", "canceled")),
+        "the run cut short at shutdown is logged as kind=canceled; logs:\n{}",
+        d.log_text()
+    );
+    // PostgreSQL does not notice a vanished client while pg_sleep runs: only a cancel request stops it.
+    wait_for(
+        "pg_sleep(30) to stop on the server after exit (cancel at shutdown)",
+        secs(2),
+        ms(50),
+        || async move {
+            match count_active(c, "pg_sleep(30)").await {
+                0 => Ok(()),
+                n => Err(format!("{n} still running")),
+            }
+        },
+    )
+    .await;
 }

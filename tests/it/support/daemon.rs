@@ -308,6 +308,21 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}; logs:\n{}", self.log_text()))
     }
 
+    /// `POST path` (empty body) against the daemon.
+    pub async fn post(&self, path: &str) -> HttpResponse {
+        http_request(self.addr(), "POST", path)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}; logs:\n{}", self.log_text()))
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
     /// Scrapes and parses /metrics (status must be 200).
     pub async fn metrics(&self) -> Metrics {
         let resp = self.get("/metrics").await;
@@ -406,12 +421,27 @@ impl HttpResponse {
 
 /// Minimal HTTP/1.1 GET with `Connection: close` and a 10 s overall deadline.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
+    http_request(addr, "GET", path).await
+}
+
+/// Minimal HTTP/1.1 request without a body (`Content-Length: 0` for anything but GET/HEAD),
+/// `Connection: close`, 10 s overall deadline.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> Result<HttpResponse, String> {
     let fut = async {
         let mut stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
+        let length = if method == "GET" || method == "HEAD" {
+            ""
+        } else {
+            "Content-Length: 0\r\n"
+        };
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: it\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: it\r\nAccept: */*\r\n{length}Connection: close\r\n\r\n"
         );
         stream
             .write_all(req.as_bytes())

@@ -1,6 +1,7 @@
 //! Test harness shared by every integration-test module: a PostgreSQL server ([`pg`]), the exporter
-//! as a subprocess ([`daemon`]), a Prometheus text-format parser ([`prom`]), and small helpers for
-//! watching the exporter's sessions in `pg_stat_activity`.
+//! as a subprocess ([`daemon`]), a Prometheus text-format parser ([`prom`]), the self-metric names
+//! ([`names`]), a generic deadline-bounded poll ([`wait_for`]), and helpers for watching the
+//! exporter's sessions in `pg_stat_activity`.
 
 #![allow(dead_code)]
 
@@ -62,19 +63,6 @@ pub async fn count_sessions(client: &tokio_postgres::Client, application_name: &
     row.get::<_, i64>(0)
 }
 
-/// Number of sessions in the client's current database other than our own.
-pub async fn count_other_sessions(client: &tokio_postgres::Client) -> i64 {
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .expect("pg_stat_activity query failed");
-    row.get::<_, i64>(0)
-}
-
 /// Self-metric names from the interface contract.
 pub mod names {
     pub const SUCCESS: &str = "redshift_exporter_check_success";
@@ -91,4 +79,23 @@ pub mod names {
     pub const POOL_CONNECTIONS: &str = "redshift_exporter_pool_connections";
     pub const POOL_MAX: &str = "redshift_exporter_pool_max_connections";
     pub const BUILD_INFO: &str = "redshift_exporter_build_info";
+}
+
+/// Polls `probe` every `every` until it returns `Ok(value)`, and returns the value. An `Err`
+/// describes the state seen; after `within` the test panics with `what` and the last description.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if std::time::Instant::now() > deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
 }

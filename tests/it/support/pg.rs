@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
@@ -31,6 +31,40 @@ pub struct TestDb {
     pub dbname: String,
     pub user: String,
     pub password: Option<String>,
+    /// With an external server: drops the database when the last clone goes away.
+    dropper: Option<Arc<DropDatabase>>,
+}
+
+/// Drops a database on an external server (`WITH (FORCE)`, bounded to 10 s, errors ignored).
+#[derive(Debug)]
+struct DropDatabase {
+    admin: tokio_postgres::Config,
+    dbname: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.dbname);
+        // A runtime of its own on a thread of its own: this may run inside a test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), async move {
+                    let (client, conn) = admin.connect(NoTls).await?;
+                    tokio::spawn(conn);
+                    client.batch_execute(&sql).await
+                })
+                .await;
+            });
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -42,7 +76,9 @@ impl TestDb {
             .dbname(&self.dbname)
             .user(&self.user)
             .application_name("redshift-exporter-it")
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            // the tests' own SQL never waits forever either
+            .options("-c statement_timeout=30000");
         if let Some(pw) = &self.password {
             c.password(pw);
         }
@@ -82,6 +118,12 @@ impl TestDb {
     /// Keys that `extra` sets itself replace the defaults (host, port, database, user, password,
     /// sslmode "disable", pool_size 5, connect_timeout "1s").
     pub fn target_toml(&self, name: &str, extra: &str) -> String {
+        self.target_toml_without(name, extra, &[])
+    }
+
+    /// Like [`target_toml`](Self::target_toml), leaving out the default keys in `omit`
+    /// (e.g. `password` when `extra` sets `password_file`).
+    pub fn target_toml_without(&self, name: &str, extra: &str, omit: &[&str]) -> String {
         let password = self.password.clone().unwrap_or_else(|| "unused".to_owned());
         let defaults = [
             ("host", toml_str(&self.host)),
@@ -93,6 +135,10 @@ impl TestDb {
             ("pool_size", "5".to_owned()),
             ("connect_timeout", toml_str("1s")),
         ];
+        let defaults: Vec<(&str, String)> = defaults
+            .into_iter()
+            .filter(|(k, _)| !omit.contains(k))
+            .collect();
         format!(
             "[targets.{name}]\n{}{extra}\n",
             merge_defaults(&defaults, extra)
@@ -179,8 +225,14 @@ async fn database_from_url(url: &str) -> TestDb {
         dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
         user,
         password,
+        dropper: None,
     };
-    create_database_via(&admin).await
+    let mut db = create_database_via(&admin).await;
+    db.dropper = Some(Arc::new(DropDatabase {
+        admin: admin.pg_config(),
+        dbname: db.dbname.clone(),
+    }));
+    db
 }
 
 async fn create_database_via(admin: &TestDb) -> TestDb {
@@ -314,6 +366,7 @@ impl PgCluster {
             dbname: "postgres".to_owned(),
             user: "postgres".to_owned(),
             password: None,
+            dropper: None,
         };
         create_database_via(&admin).await
     }
@@ -445,6 +498,18 @@ impl PgCluster {
     fn shutdown_and_remove(&self) {
         self.signal_and_wait(libc::SIGQUIT, Duration::from_secs(10));
         let _ = fs::remove_dir_all(&self.root);
+    }
+
+    /// Replaces `pg_hba.conf` with `rules` and makes the postmaster reload it (SIGHUP). The reload
+    /// is asynchronous: callers should poll for the effect.
+    pub fn set_hba(&self, rules: &str) {
+        fs::write(self.data_dir().join("pg_hba.conf"), rules).expect("cannot write pg_hba.conf");
+        if let Some(pid) = *self.pid.lock().unwrap() {
+            // SAFETY: kill(2) on the postmaster we started.
+            unsafe {
+                libc::kill(pid, libc::SIGHUP);
+            }
+        }
     }
 
     /// The cluster's directory (data directory, logs and Unix socket).
