@@ -161,14 +161,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("the tokio runtime starts")
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps
-/// freed memory; two worker threads and the short-lived blocking threads need no more than
-/// two (docs/performance.md).
+/// glibc gives threads that allocate concurrently their own arena (up to 8 per core), each
+/// keeping freed memory; with two worker threads and a per-thread cache for small
+/// allocations, one arena is enough (docs/performance.md).
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
