@@ -717,7 +717,7 @@ impl Validator<'_> {
             (Some(pw), None) => Some(Secret::new(self.string(&p("password"), pw))),
             (None, Some(f)) => {
                 let path = self.string(&p("password_file"), f);
-                match std::fs::read_to_string(&path) {
+                match read_secret_file(&path) {
                     Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
                     Err(e) => {
                         self.problem(
@@ -847,6 +847,16 @@ impl Validator<'_> {
                 let text = self.string(&p("query"), q);
                 if text.trim().is_empty() {
                     self.problem(p("query"), Some(q.span().start), "must not be empty");
+                }
+                if let Some(at) = crate::lint::second_statement(&text) {
+                    let line = text[..at].matches('\n').count() + 1;
+                    self.problem(
+                        p("query"),
+                        Some(q.span().start),
+                        format!(
+                            "must be one SQL statement: the ';' on line {line} of the query is followed by more SQL (checks run in a READ ONLY transaction that a second statement could end)"
+                        ),
+                    );
                 }
                 text
             }
@@ -1112,6 +1122,23 @@ fn cron(expr: &str) -> Result<croner::Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string())
+}
+
+/// Reads a `password_file`, at most 64 KiB: a path such as `/dev/stdin` or a FIFO must not
+/// make loading the configuration read forever.
+fn read_secret_file(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    const LIMIT: u64 = 64 * 1024;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(LIMIT + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > LIMIT {
+        return Err(std::io::Error::other(
+            "longer than 64 KiB; is it really a password file?",
+        ));
+    }
+    Ok(text)
 }
 
 /// Parses a cron expression exactly as the scheduler will (six fields, seconds first).
@@ -1510,6 +1537,19 @@ values = [{ column = "v", name = "same" }, { column = "w", name = "exporter_x" }
             Schedule::Cron("0 0 6 * * Mon-Fri".into()).expected_interval(),
             Duration::from_secs(3 * 86400)
         );
+    }
+
+    #[test]
+    fn password_files_are_read_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("pw");
+        std::fs::write(&ok, "s3cret\n").unwrap();
+        assert_eq!(read_secret_file(ok.to_str().unwrap()).unwrap(), "s3cret\n");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 70 * 1024]).unwrap();
+        assert!(read_secret_file(big.to_str().unwrap()).is_err());
+        // An endless source ends at the limit instead of hanging.
+        assert!(read_secret_file("/dev/zero").is_err());
     }
 
     #[test]

@@ -277,6 +277,80 @@ fn normalize(sql: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Byte offset of a `;` that is followed by more SQL, if `sql` holds more than one statement.
+///
+/// A check runs in a `READ ONLY` transaction with the simple query protocol, which accepts
+/// several statements in one string: `COMMIT; INSERT ...` or `SET TRANSACTION READ WRITE; ...`
+/// would write. So a check must be one statement (a trailing `;` is fine). Semicolons inside
+/// comments, quoted strings, quoted identifiers and dollar quotes do not count. Backslashes in
+/// strings escape on Redshift but not on PostgreSQL, so the text is scanned both ways and
+/// either finding counts.
+pub fn second_statement(sql: &str) -> Option<usize> {
+    [true, false]
+        .into_iter()
+        .filter_map(|escapes| second_statement_with(sql.as_bytes(), escapes))
+        .min()
+}
+
+fn second_statement_with(b: &[u8], backslash_escapes: bool) -> Option<usize> {
+    let mut i = 0;
+    let mut semicolon = None;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                i += 1;
+            }
+            i += 2;
+            continue;
+        }
+        if semicolon.is_some() && !c.is_ascii_whitespace() && c != b';' {
+            return semicolon;
+        }
+        match c {
+            b';' => semicolon = semicolon.or(Some(i)),
+            b'\'' | b'"' => {
+                i += 1;
+                while i < b.len() {
+                    let escaped = c == b'\'' && backslash_escapes && b[i] == b'\\';
+                    let doubled = b[i] == c && b.get(i + 1) == Some(&c);
+                    if escaped || doubled {
+                        i += 2;
+                    } else if b[i] == c {
+                        break;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'$' if i == 0 || !is_ident(b[i - 1]) => {
+                // $tag$ ... $tag$ (the tag may be empty); `$1` is a parameter, not a quote.
+                let tag_end = b[i + 1..]
+                    .iter()
+                    .position(|&x| !(x.is_ascii_alphanumeric() || x == b'_'))
+                    .map(|p| i + 1 + p);
+                if let Some(end) = tag_end.filter(|&e| b[e] == b'$' && !b[i + 1].is_ascii_digit()) {
+                    let tag = &b[i..=end];
+                    match b[end + 1..].windows(tag.len()).position(|w| w == tag) {
+                        Some(p) => i = end + 1 + p + tag.len() - 1,
+                        None => i = b.len(),
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Every finding in `sql`, at most one per rule.
 pub fn lint(sql: &str) -> Vec<Finding> {
     let t = normalize(sql);
@@ -387,6 +461,32 @@ mod tests {
         for (sql, rule) in cases {
             assert_eq!(rules_of(sql), vec![*rule], "{sql}");
         }
+    }
+
+    #[test]
+    fn one_statement_only() {
+        for one in [
+            "SELECT 1",
+            "SELECT 1;",
+            "SELECT 1 ;\n  -- done\n",
+            "SELECT ';' AS a, \"x;y\" FROM t /* ; */",
+            "SELECT 'it''s; fine'",
+            "SELECT $$;$$, $q$ ; $q$ AS v",
+            "SELECT 1; /* trailing */ ;",
+        ] {
+            assert_eq!(second_statement(one), None, "{one}");
+        }
+        for two in [
+            "SELECT 1; SELECT 2",
+            "SET TRANSACTION READ WRITE; INSERT INTO t VALUES (1); SELECT 1",
+            "COMMIT; INSERT INTO t VALUES (1)",
+            "SELECT 1 -- x\n; DELETE FROM t",
+            // PostgreSQL ends the string at the backslash; Redshift would not.
+            "SELECT 'a\\'; COMMIT; INSERT INTO t VALUES (1); SELECT '1' AS v --'",
+        ] {
+            assert!(second_statement(two).is_some(), "{two}");
+        }
+        assert_eq!(second_statement("SELECT 1; SELECT 2"), Some(8));
     }
 
     #[test]

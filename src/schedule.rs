@@ -455,7 +455,11 @@ impl Scheduler {
         for slot in (0..runner.slot_count()).filter(|&s| run_now[s]) {
             runner.spawn(slot, None);
         }
-        let sched = JobScheduler::new().await?;
+        // The scheduler's internal broadcast channels (job activations, started/done
+        // notifications) drop messages when they lag; size them for every check firing at
+        // once, several times over (the default, 200, lagged in the soak with 200 checks).
+        let sched =
+            JobScheduler::new_with_channel_size((8 * runner.config.checks.len()).max(1024)).await?;
         let config = runner.config.clone();
         for (ci, check) in config.checks.iter().enumerate() {
             let slots: Arc<[usize]> = runner

@@ -396,6 +396,14 @@ async fn duplicate_label_sets_keep_one_series_and_are_counted() {
         "one series per label set:\n{}",
         m.lines_with("itest_dups")
     );
-    assert!([1.0, 2.0, 3.0].contains(&series[0].value), "{}", series[0]);
+    assert_eq!(series[0].value, 1.0, "the first row wins: {}", series[0]);
     assert_eq!(m.check_value(SUCCESS, "dups"), Some(1.0));
+    let runs = m
+        .check_value_with(RUNS, "dups", "result", "success")
+        .unwrap_or(0.0);
+    let dups = m
+        .check_value_with(SAMPLE_ERRORS, "dups", "reason", "duplicate_labels")
+        .unwrap_or(0.0);
+    assert_eq!(dups, 2.0 * runs, "two duplicates per run");
+    crate::hardening_results::promtool_check(&m.text);
 }

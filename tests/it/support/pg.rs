@@ -68,6 +68,19 @@ impl Drop for DropDatabase {
 }
 
 impl TestDb {
+    /// A database on some other server (e.g. a `TempCluster` of the test's own); never dropped
+    /// by the harness.
+    pub fn at(host: &str, port: u16, dbname: &str, user: &str, password: Option<&str>) -> TestDb {
+        TestDb {
+            host: host.to_owned(),
+            port,
+            dbname: dbname.to_owned(),
+            user: user.to_owned(),
+            password: password.map(str::to_owned),
+            dropper: None,
+        }
+    }
+
     /// A `tokio_postgres::Config` for this database (no TLS).
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
