@@ -102,8 +102,8 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationT
             },
             _ = shutdown.cancelled() => break,
         };
-        // A response goes out in two writes (cached part, per-scrape part); without
-        // TCP_NODELAY the short second one could wait for the client's delayed ACK.
+        // A large response may go out in more than one write; without TCP_NODELAY a short
+        // last one could wait for the client's delayed ACK.
         let _ = stream.set_nodelay(true);
         let web = web.clone();
         let shutdown = shutdown.clone();
@@ -188,7 +188,7 @@ async fn handle(web: &Web, req: Request<Incoming>) -> Response<Body> {
     route(web, req).map(Body::from)
 }
 
-/// `/metrics`: the cached snapshot part and the per-scrape part as two chunks of one body,
+/// `/metrics`: the per-scrape part and the cached snapshot part as two chunks of one body,
 /// so the (large, shared) cached bytes are never copied per scrape.
 fn metrics(web: &Web, req: &Request<Incoming>) -> Response<Body> {
     let live = web.live();
@@ -223,7 +223,8 @@ impl Body {
 
 impl From<Full<Bytes>> for Body {
     fn from(full: Full<Bytes>) -> Self {
-        // Full<Bytes> yields its one frame immediately.
+        // The other routes build `Full` bodies; `Full<Bytes>` yields its one frame at the
+        // first poll, so no waker is ever needed.
         let mut full = std::pin::pin!(full);
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
