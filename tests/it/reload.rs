@@ -155,27 +155,7 @@ async fn invalid_reload_keeps_the_running_configuration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_drains_and_a_second_signal_exits_at_once() {
-    let db = database().await;
-    let work = WorkDir::new();
-    let text = exporter_toml(&work.archive(), "drain_timeout = \"20s\"")
-        + "\n"
-        + &db.target_toml("main", "")
-        + &check_toml(
-            "stuck",
-            "SELECT 1 AS v FROM pg_sleep(30)",
-            "values = [\"v\"]\ninterval = \"1h\"\ntimeout = \"60s\"",
-        );
-    let cfg = work.write("checks.toml", &text);
-    let client = db.connect().await;
-    let mut d = Daemon::start(&cfg).await;
-    let c = &client;
-    wait_for("the stuck check to run", secs(6), ms(50), || async move {
-        match count_active(c, "pg_sleep(30)").await {
-            0 => Err("not running".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    let (mut d, client, _work) = daemon_with_stuck_check("20s").await;
 
     d.signal(libc::SIGINT);
     assert!(
@@ -206,16 +186,5 @@ async fn sigint_drains_and_a_second_signal_exits_at_once() {
         "an aborted drain is not a clean exit"
     );
     // ...and what was running is cancelled on the server, not left behind.
-    wait_for(
-        "the stuck statement to be cancelled",
-        secs(2),
-        ms(50),
-        || async move {
-            match count_active(c, "pg_sleep(30)").await {
-                0 => Ok(()),
-                n => Err(format!("{n} still running")),
-            }
-        },
-    )
-    .await;
+    wait_statements(&client, "pg_sleep(30)", false, secs(2)).await;
 }

@@ -151,13 +151,7 @@ async fn sigterm_drains_closes_pools_and_exits_zero() {
     let mut d = Daemon::start(&cfg).await;
 
     let c = &client;
-    wait_for("the slow check to run", secs(6), ms(50), || async move {
-        match count_active(c, "pg_sleep(2)").await {
-            0 => Err("not running".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    wait_statements(c, "pg_sleep(2)", true, secs(6)).await;
     wait_for(
         "sessions under the default and the per-target application_name",
         secs(5),
@@ -322,27 +316,7 @@ async fn password_auth_password_file_and_auth_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_cancels_running_statements_on_the_server() {
-    let db = database().await;
-    let work = WorkDir::new();
-    let text = exporter_toml(&work.archive(), "drain_timeout = \"1s\"")
-        + "\n"
-        + &db.target_toml("main", "")
-        + &check_toml(
-            "stuck",
-            "SELECT 1 AS v FROM pg_sleep(30)",
-            "values = [\"v\"]\ninterval = \"1h\"\ntimeout = \"60s\"",
-        );
-    let cfg = work.write("checks.toml", &text);
-    let client = db.connect().await;
-    let mut d = Daemon::start(&cfg).await;
-    let c = &client;
-    wait_for("the stuck check to run", secs(6), ms(50), || async move {
-        match count_active(c, "pg_sleep(30)").await {
-            0 => Err("not running".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    let (mut d, client, _work) = daemon_with_stuck_check("1s").await;
     let sent = Instant::now();
     d.sigterm();
     let status = d.wait_exit(secs(8)).await;
@@ -360,16 +334,5 @@ async fn drain_timeout_cancels_running_statements_on_the_server() {
         d.log_text()
     );
     // PostgreSQL does not notice a vanished client while pg_sleep runs: only a cancel request stops it.
-    wait_for(
-        "pg_sleep(30) to stop on the server after exit (cancel at shutdown)",
-        secs(2),
-        ms(50),
-        || async move {
-            match count_active(c, "pg_sleep(30)").await {
-                0 => Ok(()),
-                n => Err(format!("{n} still running")),
-            }
-        },
-    )
-    .await;
+    wait_statements(&client, "pg_sleep(30)", false, secs(2)).await;
 }

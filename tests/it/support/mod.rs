@@ -50,6 +50,53 @@ pub async fn count_active(client: &tokio_postgres::Client, needle: &str) -> i64 
     row.get::<_, i64>(0)
 }
 
+/// Waits (every 50 ms, up to `within`) until statements containing `needle` are running
+/// (`running = true`: at least one) or gone (`false`).
+pub async fn wait_statements(
+    client: &tokio_postgres::Client,
+    needle: &str,
+    running: bool,
+    within: Duration,
+) {
+    let what = format!(
+        "statements containing {needle:?} to be {}",
+        if running { "running" } else { "gone" }
+    );
+    wait_for(&what, within, ms(50), || async move {
+        match (count_active(client, needle).await, running) {
+            (0, false) => Ok(()),
+            (n, true) if n > 0 => Ok(()),
+            (n, _) => Err(format!("{n} running")),
+        }
+    })
+    .await;
+}
+
+/// A daemon whose only check, `stuck`, runs `pg_sleep(30)` (timeout 60 s, hourly), observed
+/// running on the server: the starting point of the shutdown tests. Returns the daemon, a
+/// client on the same database, and the work folder to keep alive.
+pub async fn daemon_with_stuck_check(
+    drain_timeout: &str,
+) -> (Daemon, tokio_postgres::Client, WorkDir) {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(
+        &work.archive(),
+        &format!("drain_timeout = \"{drain_timeout}\""),
+    ) + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml(
+            "stuck",
+            "SELECT 1 AS v FROM pg_sleep(30)",
+            "values = [\"v\"]\ninterval = \"1h\"\ntimeout = \"60s\"",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let client = db.connect().await;
+    let d = Daemon::start(&cfg).await;
+    wait_statements(&client, "pg_sleep(30)", true, secs(6)).await;
+    (d, client, work)
+}
+
 /// Number of sessions in the client's current database with this `application_name` (any state).
 pub async fn count_sessions(client: &tokio_postgres::Client, application_name: &str) -> i64 {
     let row = client
