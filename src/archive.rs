@@ -9,7 +9,10 @@
 //! [`upload`].
 //!
 //! Writes run on their own tasks, bounded by a semaphore, never on the scheduling path; so
-//! do [`retention`] and [`upload`]. [`inspect`] serves the `archive list` / `archive cat`
+//! do [`retention`] and [`upload`]. A run's rows can be streamed in ([`Archiver::write_stream`])
+//! as the query returns them, so a result is never held whole; a stream that ends without
+//! [`Feed::End`] (the query failed or timed out) leaves no file: the temporary is removed,
+//! never renamed. [`inspect`] serves the `archive list` / `archive cat`
 //! commands and [`layout`] owns the naming rules. Only this module (and its children) knows
 //! CSV. It knows nothing about metrics or the database.
 
@@ -29,7 +32,7 @@ use std::time::SystemTime;
 use async_compression::tokio::write::GzipEncoder;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore, mpsc};
 
 use crate::config::{Compression, Config};
 use crate::sample::ResultSet;
@@ -47,6 +50,20 @@ pub struct ArchiveError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
+}
+
+/// What a streaming write receives, in order: rows, then `End` once the query succeeded.
+#[derive(Debug)]
+pub enum Feed {
+    Row(Vec<Option<String>>),
+    /// The result is complete: finish the file and rename it into place.
+    End,
+}
+
+/// Where the rows of one file come from.
+enum Source<'a> {
+    Whole(&'a ResultSet),
+    Stream(&'a [String], &'a mut mpsc::Receiver<Feed>),
 }
 
 /// Writes CSV files under one root folder.
@@ -143,6 +160,34 @@ impl Archiver {
         started: SystemTime,
         result: &ResultSet,
     ) -> Result<PathBuf, ArchiveError> {
+        let path = self
+            .write_from(target, check, started, Source::Whole(result))
+            .await?;
+        Ok(path.expect("a whole result is always complete"))
+    }
+
+    /// Writes a result whose rows arrive on `rows` while the query runs; `columns` is the
+    /// header. Returns the final path, or `None` when the feed closed without [`Feed::End`]
+    /// (the run failed): then the temporary file is removed and nothing is renamed.
+    pub async fn write_stream(
+        &self,
+        target: &str,
+        check: &str,
+        started: SystemTime,
+        columns: &[String],
+        mut rows: mpsc::Receiver<Feed>,
+    ) -> Result<Option<PathBuf>, ArchiveError> {
+        self.write_from(target, check, started, Source::Stream(columns, &mut rows))
+            .await
+    }
+
+    async fn write_from(
+        &self,
+        target: &str,
+        check: &str,
+        started: SystemTime,
+        source: Source<'_>,
+    ) -> Result<Option<PathBuf>, ArchiveError> {
         let _permit = self.permits.acquire().await.ok();
         let path = self.path_for(target, check, started);
         let dir = path
@@ -166,9 +211,13 @@ impl Archiver {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(err("cannot create folder", &dir))?;
-        let written = write_csv(&tmp, result, self.compression).await;
+        let written = write_csv(&tmp, source, self.compression).await;
         let size = match written {
-            Ok(n) => n,
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Ok(None);
+            }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(e);
@@ -188,16 +237,18 @@ impl Archiver {
         if let Some(q) = &self.uploads {
             q.push(target, check, &path);
         }
-        Ok(path)
+        Ok(Some(path))
     }
 }
 
-/// Writes the CSV to `tmp` (through gzip when asked), flushed and fsynced; returns its size.
+/// Writes the CSV to `tmp` (through gzip when asked), flushed and fsynced; returns its size,
+/// or `None` when a streamed source was abandoned before its end (nothing is synced then;
+/// the caller removes the file).
 async fn write_csv(
     tmp: &Path,
-    result: &ResultSet,
+    source: Source<'_>,
     compression: Compression,
-) -> Result<u64, ArchiveError> {
+) -> Result<Option<u64>, ArchiveError> {
     let err = |action: &'static str| {
         let p = tmp.to_path_buf();
         move |source| ArchiveError {
@@ -210,44 +261,74 @@ async fn write_csv(
         .await
         .map_err(err("cannot create"))?;
     let buf = tokio::io::BufWriter::with_capacity(64 * 1024, file);
-    let mut buf = match compression {
-        Compression::None => write_rows(buf, result).await.map_err(err("cannot write"))?,
+    let (mut buf, complete) = match compression {
+        Compression::None => write_rows(buf, source).await.map_err(err("cannot write"))?,
         Compression::Gzip => {
             // The CSV writer feeds the encoder, which feeds the file: compressed as it goes.
-            let mut gz = write_rows(GzipEncoder::new(buf), result)
+            let (mut gz, complete) = write_rows(GzipEncoder::new(buf), source)
                 .await
                 .map_err(err("cannot write"))?;
             // shutdown() writes the gzip trailer (and flushes what is below it).
             gz.shutdown().await.map_err(err("cannot flush"))?;
-            gz.into_inner()
+            (gz.into_inner(), complete)
         }
     };
+    if !complete {
+        return Ok(None);
+    }
     buf.flush().await.map_err(err("cannot flush"))?;
     let file = buf.into_inner();
     file.sync_all().await.map_err(err("cannot sync"))?;
     let size = file.metadata().await.map_err(err("cannot stat"))?.len();
-    Ok(size)
+    Ok(Some(size))
 }
 
-/// Header and rows into `w`; returns `w` with everything handed to it.
-async fn write_rows<W: AsyncWrite + Unpin + Send>(w: W, result: &ResultSet) -> io::Result<W> {
+/// Header and rows into `w`; returns `w` with everything handed to it, and whether the
+/// source was complete (a stream that closed without [`Feed::End`] was abandoned).
+async fn write_rows<W: AsyncWrite + Unpin + Send>(
+    w: W,
+    source: Source<'_>,
+) -> io::Result<(W, bool)> {
     let mut w = csv_async::AsyncWriter::from_writer(w);
     let csv_err = |e: csv_async::Error| match e.into_kind() {
         csv_async::ErrorKind::Io(e) => e,
         other => io::Error::other(format!("{other:?}")),
     };
-    w.write_record(result.columns.iter().map(String::as_str))
+    let columns = match &source {
+        Source::Whole(result) => &result.columns[..],
+        Source::Stream(columns, _) => columns,
+    };
+    w.write_record(columns.iter().map(String::as_str))
         .await
         .map_err(csv_err)?;
-    for row in &result.rows {
-        // Collected first: an iterator borrowed across .await is not Send (stack notes §3.7).
-        let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-        w.write_record(&fields).await.map_err(csv_err)?;
-    }
+    let complete = match source {
+        Source::Whole(result) => {
+            for row in &result.rows {
+                // Collected first: an iterator borrowed across .await is not Send (stack
+                // notes §3.7).
+                let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+                w.write_record(&fields).await.map_err(csv_err)?;
+            }
+            true
+        }
+        Source::Stream(_, rows) => loop {
+            match rows.recv().await {
+                Some(Feed::Row(row)) => {
+                    let fields: Vec<&str> =
+                        row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+                    w.write_record(&fields).await.map_err(csv_err)?;
+                }
+                Some(Feed::End) => break true,
+                None => break false,
+            }
+        },
+    };
     // into_inner flushes; never let the writer's Drop block on a flush.
-    w.into_inner()
+    let w = w
+        .into_inner()
         .await
-        .map_err(|e| io::Error::other(e.to_string()))
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok((w, complete))
 }
 
 /// Removes temporary files a crash left in `{root}/{target}/{check}/`. Returns how many.
@@ -302,6 +383,48 @@ mod tests {
         assert_eq!(text, "name,value\n\"a,b\",1\n\"say \"\"hi\"\"\",\n");
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn streamed_rows_are_written_and_an_abandoned_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archiver::new(dir.path().to_path_buf());
+        let columns = vec!["k".to_string(), "v".to_string()];
+        let t1 = UNIX_EPOCH + Duration::from_millis(1_764_203_045_123);
+        let (tx, rx) = mpsc::channel(4);
+        let writer = {
+            let (a, columns) = (a.clone(), columns.clone());
+            tokio::spawn(async move { a.write_stream("main", "c1", t1, &columns, rx).await })
+        };
+        for i in 0..1000 {
+            let v = (i % 2 == 0).then(|| i.to_string());
+            tx.send(Feed::Row(vec![Some(format!("k{i}")), v]))
+                .await
+                .unwrap();
+        }
+        tx.send(Feed::End).await.unwrap();
+        let path = writer.await.unwrap().unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("k,v\nk0,0\nk1,\n"), "{}", &text[..20]);
+        assert_eq!(text.lines().count(), 1001);
+
+        // Closed without End: the run failed; no file, no temporary.
+        let t2 = t1 + Duration::from_secs(1);
+        let (tx, rx) = mpsc::channel(4);
+        let writer = {
+            let (a, columns) = (a.clone(), columns.clone());
+            tokio::spawn(async move { a.write_stream("main", "c1", t2, &columns, rx).await })
+        };
+        tx.send(Feed::Row(vec![Some("x".into()), None]))
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(writer.await.unwrap().unwrap().is_none());
+        let files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, vec![path.file_name().unwrap().to_owned()]);
     }
 
     #[test]

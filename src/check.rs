@@ -1,4 +1,5 @@
-//! Runs one check's SQL on one target and returns its rows as text, or a classified error.
+//! Runs one check's SQL on one target and streams its rows as text, or returns a classified
+//! error.
 //!
 //! Owns the per-run deadline: the pool wait, the session's `statement_timeout` and the client
 //! side deadline all derive from the check's `timeout`. The query runs inside a `READ ONLY`
@@ -6,29 +7,46 @@
 //! cancel) it sends a PostgreSQL CancelRequest so the server stops working, and takes the
 //! session out of the pool so a late result can never leak into the next run.
 //!
+//! Rows are never collected here: each one is sent down a bounded channel as it arrives, and
+//! the channel's backpressure reaches the server (tokio-postgres stops reading the socket
+//! while the consumer is busy), so a million-row result costs no more memory than a few rows.
+//!
 //! Knows tokio-postgres (with `db`); knows nothing about metrics, snapshots or CSV.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CheckConfig;
 use crate::db::{self, CheckError, ErrorKind, Target};
-use crate::sample::ResultSet;
+
+/// What a run streams to its consumer: the column names once, then the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Column names in result order; sent once, before any row.
+    Columns(Vec<String>),
+    /// One row of nullable text values, one per column.
+    Row(Vec<Option<String>>),
+}
 
 /// Margin between the client deadline and the server's `statement_timeout`: the client
 /// cancels first; the server-side timeout only matters if the cancel request is lost.
 const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
-/// Runs `check` on `target`. `cancel` aborts the run (server-side too) at shutdown.
+/// Runs `check` on `target`, sending the result down `out` as it arrives; returns the number
+/// of rows. `cancel` aborts the run (server-side too) at shutdown. If the consumer drops its
+/// end, the rest of the result is discarded and the run ends without an error (the consumer
+/// knows why it stopped).
 pub async fn execute(
     target: &Target,
     check: &CheckConfig,
     cancel: &CancellationToken,
-) -> Result<ResultSet, CheckError> {
+    out: mpsc::Sender<Message>,
+) -> Result<u64, CheckError> {
     let deadline = Instant::now() + check.timeout;
     let obj = tokio::select! {
         r = db::get_client(&target.pool, check.timeout) => r?,
@@ -47,7 +65,7 @@ pub async fn execute(
         {
             return (Err(db::classify_query_error(&e)), false);
         }
-        let result = collect(&obj, &check.query).await;
+        let result = stream(&obj, &check.query, out).await;
         // End the transaction whether the query failed or not; a session that cannot do
         // that is broken and must not go back to the pool.
         let ended = obj.simple_query("ROLLBACK").await;
@@ -75,8 +93,12 @@ pub async fn execute(
     Err(outcome)
 }
 
-/// Streams a simple-protocol result into memory as text.
-async fn collect(client: &tokio_postgres::Client, sql: &str) -> Result<ResultSet, CheckError> {
+/// Streams a simple-protocol result to `out` as text; returns the number of rows sent.
+async fn stream(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    out: mpsc::Sender<Message>,
+) -> Result<u64, CheckError> {
     let stream = client
         .simple_query_raw(sql)
         .await
@@ -84,10 +106,10 @@ async fn collect(client: &tokio_postgres::Client, sql: &str) -> Result<ResultSet
     // Box::pin, not pin_mut!: dropping a pinned reference would keep a half-read stream
     // alive and stall the connection (stack notes §3.1).
     let mut stream = Box::pin(stream);
-    let mut result = ResultSet::default();
+    let mut rows = 0u64;
     let mut descriptions = 0;
     while let Some(message) = stream.next().await {
-        match message.map_err(|e| db::classify_query_error(&e))? {
+        let message = match message.map_err(|e| db::classify_query_error(&e))? {
             SimpleQueryMessage::RowDescription(columns) => {
                 descriptions += 1;
                 if descriptions > 1 {
@@ -96,21 +118,27 @@ async fn collect(client: &tokio_postgres::Client, sql: &str) -> Result<ResultSet
                         "the query returned more than one result set; a check is one statement",
                     ));
                 }
-                result.columns = columns.iter().map(|c| c.name().to_string()).collect();
+                Message::Columns(columns.iter().map(|c| c.name().to_string()).collect())
             }
             SimpleQueryMessage::Row(row) => {
+                rows += 1;
                 // `get` panics on text that is not UTF-8 (a SQL_ASCII database passes raw
                 // bytes through); such a value becomes U+FFFD, which maps as "not a number".
-                result.rows.push(
+                Message::Row(
                     (0..row.len())
                         .map(|i| match row.try_get(i) {
                             Ok(v) => v.map(str::to_string),
                             Err(_) => Some(char::REPLACEMENT_CHARACTER.to_string()),
                         })
                         .collect(),
-                );
+                )
             }
-            _ => {}
+            _ => continue,
+        };
+        if out.send(message).await.is_err() {
+            // The consumer stopped (e.g. the columns do not match the check); dropping the
+            // stream discards the rest of the result.
+            return Ok(rows);
         }
     }
     if descriptions == 0 {
@@ -119,5 +147,5 @@ async fn collect(client: &tokio_postgres::Client, sql: &str) -> Result<ResultSet
             "the statement returned no result set (is it a SELECT?)",
         ));
     }
-    Ok(result)
+    Ok(rows)
 }

@@ -153,11 +153,23 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
+    limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("the tokio runtime starts")
+}
+
+/// glibc gives threads that allocate concurrently their own arena (up to 8 per core), each
+/// keeping freed memory; with two worker threads and a per-thread cache for small
+/// allocations, one arena is enough (docs/performance.md).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 fn run(a: RunArgs) -> ExitCode {

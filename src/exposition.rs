@@ -9,6 +9,7 @@
 //! once per snapshot generation and the bytes are cached; only the third is rendered per
 //! scrape.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -70,21 +71,42 @@ impl Exposition {
 
     /// The full exposition.
     pub fn render(&self) -> Bytes {
-        let cached = self.snapshot_part();
-        let dynamic = self.dynamic_part();
-        let mut out = BytesMut::with_capacity(cached.plain.len() + dynamic.len());
-        out.extend_from_slice(&cached.plain);
+        let [dynamic, cached] = self.render_parts();
+        let mut out = BytesMut::with_capacity(cached.len() + dynamic.len());
         out.extend_from_slice(&dynamic);
+        out.extend_from_slice(&cached);
         out.freeze()
+    }
+
+    /// The full exposition as two parts to send one after the other: the small per-scrape
+    /// part, then the cached snapshot part (shared, not copied). Small part first: hyper
+    /// queues it and sends both with the headers in one vectored write when the big part,
+    /// the body's last, arrives (the other way round it must flush in between).
+    pub fn render_parts(&self) -> [Bytes; 2] {
+        let cached = self.snapshot_part();
+        [self.dynamic_part(), cached.plain.clone()]
     }
 
     /// The full exposition, gzip-compressed. The snapshot part is compressed once per
     /// snapshot change and cached; only the small per-scrape part is compressed per scrape
     /// and appended to the same deflate stream (see [`Gzipped`]).
     pub fn render_gzip(&self) -> Bytes {
+        let [prefix, tail] = self.render_gzip_parts();
+        let mut out = BytesMut::with_capacity(prefix.len() + tail.len());
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(&tail);
+        out.freeze()
+    }
+
+    /// [`Exposition::render_gzip`] as two parts: the cached compressed prefix (shared, not
+    /// copied) and the per-scrape deflate blocks plus the gzip trailer.
+    pub fn render_gzip_parts(&self) -> [Bytes; 2] {
         let cached = self.snapshot_part();
         let dynamic = self.dynamic_part();
-        cached.gzip.finish(&dynamic)
+        [
+            cached.gzip.prefix.clone(),
+            cached.gzip.finish_tail(&dynamic),
+        ]
     }
 
     /// The families derived from the snapshot, re-rendered only when it changed.
@@ -115,53 +137,80 @@ impl Exposition {
         rendered
     }
 
+    /// What changes on every scrape: pool gauges, reload status, `process_*`. Written by
+    /// hand (a few hundred bytes, labels are validated target names and fixed words), in
+    /// the same text format as the encoder's.
     fn dynamic_part(&self) -> Bytes {
-        let mut families = Vec::new();
-        let mut conns = family(
+        let mut out = String::with_capacity(2048);
+        header(
+            &mut out,
             "redshift_exporter_pool_connections",
             "Sessions in the target's pool, by state.",
-            MetricType::GAUGE,
+            "gauge",
         );
-        let mut max = family(
+        let stats: Vec<(&str, PoolStats)> =
+            self.pools.iter().map(|(n, f)| (n.as_str(), f())).collect();
+        for (name, s) in &stats {
+            let _ = writeln!(
+                out,
+                "redshift_exporter_pool_connections{{target=\"{name}\",state=\"idle\"}} {}",
+                s.idle as f64
+            );
+            let _ = writeln!(
+                out,
+                "redshift_exporter_pool_connections{{target=\"{name}\",state=\"in_use\"}} {}",
+                s.in_use as f64
+            );
+        }
+        header(
+            &mut out,
             "redshift_exporter_pool_max_connections",
             "Maximum sessions the target's pool may open.",
-            MetricType::GAUGE,
+            "gauge",
         );
-        for (name, f) in &self.pools {
-            let s = f();
-            conns
-                .mut_metric()
-                .push(gauge(&[("target", name), ("state", "idle")], s.idle as f64));
-            conns.mut_metric().push(gauge(
-                &[("target", name), ("state", "in_use")],
-                s.in_use as f64,
-            ));
-            max.mut_metric()
-                .push(gauge(&[("target", name)], s.max as f64));
+        for (name, s) in &stats {
+            let _ = writeln!(
+                out,
+                "redshift_exporter_pool_max_connections{{target=\"{name}\"}} {}",
+                s.max as f64
+            );
         }
-        families.push(conns);
-        families.push(max);
-        let mut ok = family(
+        if stats.is_empty() {
+            // No targets: no samples, so no families (as the encoder would do).
+            out.clear();
+        }
+        single(
+            &mut out,
             "redshift_exporter_config_last_reload_successful",
             "Whether the last configuration reload succeeded (1) or not (0).",
-            MetricType::GAUGE,
+            "gauge",
+            if self.reload.successful() { 1.0 } else { 0.0 },
         );
-        ok.mut_metric()
-            .push(gauge(&[], if self.reload.successful() { 1.0 } else { 0.0 }));
-        let mut at = family(
+        single(
+            &mut out,
             "redshift_exporter_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration (re)load.",
-            MetricType::GAUGE,
+            "gauge",
+            self.reload.last_success(),
         );
-        at.mut_metric().push(gauge(&[], self.reload.last_success()));
-        families.push(ok);
-        families.push(at);
         if let Some((stats, uploads)) = &self.archive {
-            families.extend(archive::families(stats, *uploads));
+            // Archive lifecycle families change with every write, deletion and upload.
+            out.push_str(&String::from_utf8_lossy(&encode(&archive::families(
+                stats, *uploads,
+            ))));
         }
-        families.extend(process_families(self.start_time));
-        encode(&families)
+        write_process(&mut out, self.start_time);
+        Bytes::from(out)
     }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, name: &str, help: &str, kind: &str, v: f64) {
+    header(out, name, help, kind);
+    let _ = writeln!(out, "{name} {v}");
 }
 
 /// The snapshot part of the exposition, ready to serve.
@@ -197,9 +246,16 @@ impl Gzipped {
         }
     }
 
+    #[cfg(test)]
     fn finish(&self, tail: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(self.prefix.len() + tail.len() / 2 + 64);
-        out.extend_from_slice(&self.prefix);
+        let mut out = BytesMut::from(&self.prefix[..]);
+        out.extend_from_slice(&self.finish_tail(tail));
+        out.freeze()
+    }
+
+    /// What follows the cached prefix: `tail` as final deflate blocks, then the trailer.
+    fn finish_tail(&self, tail: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(tail.len() / 2 + 64);
         let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
         deflate(&mut c, tail, &mut out, flate2::FlushCompress::Finish);
         let mut crc = self.crc.clone();
@@ -446,63 +502,57 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
 }
 
 /// The standard `process_*` families, read from `/proc/self`.
-fn process_families(start_time: f64) -> Vec<MetricFamily> {
-    let mut out = Vec::new();
-    let mut single = |name: &str, help: &str, t: MetricType, v: f64| {
-        let mut f = family(name, help, t);
-        let m = if t == MetricType::COUNTER {
-            counter(&[], v)
-        } else {
-            gauge(&[], v)
-        };
-        f.mut_metric().push(m);
-        out.push(f);
-    };
+fn write_process(out: &mut String, start_time: f64) {
     if let Some(stat) = read_stat() {
         single(
+            out,
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
-            MetricType::COUNTER,
+            "counter",
             stat.cpu_seconds,
         );
         single(
+            out,
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
-            MetricType::GAUGE,
+            "gauge",
             stat.vsize,
         );
         single(
+            out,
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
-            MetricType::GAUGE,
+            "gauge",
             stat.rss,
         );
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         single(
+            out,
             "process_open_fds",
             "Number of open file descriptors.",
-            MetricType::GAUGE,
+            "gauge",
             fds.count() as f64,
         );
     }
     if let Some(max) = max_fds() {
         single(
+            out,
             "process_max_fds",
             "Maximum number of open file descriptors.",
-            MetricType::GAUGE,
+            "gauge",
             max,
         );
     }
     if start_time > 0.0 {
         single(
+            out,
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
-            MetricType::GAUGE,
+            "gauge",
             start_time,
         );
     }
-    out
 }
 
 struct Stat {
@@ -589,8 +639,8 @@ mod tests {
 
     #[test]
     fn process_metrics_are_read() {
-        let fams = process_families(process_start_time().unwrap());
-        let names: Vec<&str> = fams.iter().map(|f| f.name()).collect();
+        let mut text = String::new();
+        write_process(&mut text, process_start_time().unwrap());
         for n in [
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",
@@ -598,12 +648,75 @@ mod tests {
             "process_max_fds",
             "process_start_time_seconds",
         ] {
-            assert!(names.contains(&n), "{n} missing from {names:?}");
+            assert!(text.contains(&format!("\n{n} ")), "{n} missing from {text}");
         }
-        let rss = fams
-            .iter()
-            .find(|f| f.name() == "process_resident_memory_bytes")
+        let rss: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .unwrap()
+            .parse()
             .unwrap();
-        assert!(rss.get_metric()[0].get_gauge().get_value() > 1e6);
+        assert!(rss > 1e6);
+    }
+
+    /// The hand-written per-scrape part is what the encoder would print.
+    #[test]
+    fn dynamic_part_matches_the_encoder() {
+        let store = Arc::new(Store::new(
+            &crate::config::parse(
+                "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nvalues = [\"v\"]\n",
+                |_| None,
+            )
+            .unwrap(),
+        ));
+        let pools: Vec<(String, PoolStatsFn)> = vec![(
+            "main".to_string(),
+            Box::new(|| PoolStats {
+                idle: 2,
+                in_use: 1,
+                max: 5,
+            }),
+        )];
+        let e = Exposition::new(store, pools, Arc::new(ReloadStatus::default()));
+        let text = String::from_utf8(e.dynamic_part().to_vec()).unwrap();
+        let mut conns = family(
+            "redshift_exporter_pool_connections",
+            "Sessions in the target's pool, by state.",
+            MetricType::GAUGE,
+        );
+        conns
+            .mut_metric()
+            .push(gauge(&[("target", "main"), ("state", "idle")], 2.0));
+        conns
+            .mut_metric()
+            .push(gauge(&[("target", "main"), ("state", "in_use")], 1.0));
+        let mut max = family(
+            "redshift_exporter_pool_max_connections",
+            "Maximum sessions the target's pool may open.",
+            MetricType::GAUGE,
+        );
+        max.mut_metric().push(gauge(&[("target", "main")], 5.0));
+        let mut ok = family(
+            "redshift_exporter_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or not (0).",
+            MetricType::GAUGE,
+        );
+        ok.mut_metric().push(gauge(&[], 1.0));
+        let expected = String::from_utf8(encode(&[conns, max, ok]).to_vec()).unwrap();
+        assert!(text.starts_with(&expected), "{text}\n---\n{expected}");
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ")
+        );
+        // The two-part forms equal the one-piece forms.
+        assert_eq!(e.render_parts().concat(), e.render().to_vec());
+        let gz = e.render_gzip_parts().concat();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(
+            out.starts_with("# HELP redshift_exporter_check_success"),
+            "{out}"
+        );
     }
 }

@@ -102,6 +102,9 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationT
             },
             _ = shutdown.cancelled() => break,
         };
+        // A large response may go out in more than one write; without TCP_NODELAY a short
+        // last one could wait for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let web = web.clone();
         let shutdown = shutdown.clone();
         let acceptor = acceptor.clone();
@@ -149,7 +152,7 @@ where
     }
 }
 
-async fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(web: &Web, req: Request<Incoming>) -> Response<Body> {
     // Authentication comes first: a denied request never reaches the snapshot.
     if let Some(auth) = &web.security.auth {
         let header = req
@@ -164,18 +167,98 @@ async fn handle(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
                     "Basic realm=\"redshift-exporter\"",
                 )
                 .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(Full::new(Bytes::from_static(b"Unauthorized\n")))
+                .body(Body::new([Bytes::from_static(b"Unauthorized\n")]))
                 .expect("static response parts are valid");
         }
     }
     if req.uri().path() == "/-/reload" {
-        return reload(web, req.method()).await;
+        return reload(web, req.method()).await.map(Body::from);
+    }
+    if req.uri().path() == "/metrics"
+        && (req.method() == Method::GET || req.method() == Method::HEAD)
+    {
+        return metrics(web, &req);
     }
     if req.uri().path().starts_with(archive::PREFIX) {
         let live = web.live();
-        return archive::serve(live.archive_root.as_deref(), req.method(), req.uri().path()).await;
+        return archive::serve(live.archive_root.as_deref(), req.method(), req.uri().path())
+            .await
+            .map(Body::from);
     }
-    route(web, req)
+    route(web, req).map(Body::from)
+}
+
+/// `/metrics`: the per-scrape part and the cached snapshot part as two chunks of one body,
+/// so the (large, shared) cached bytes are never copied per scrape.
+fn metrics(web: &Web, req: &Request<Incoming>) -> Response<Body> {
+    let live = web.live();
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, CONTENT_TYPE)
+        .header(header::VARY, "Accept-Encoding");
+    if accepts_gzip(req.headers()) {
+        builder
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(Body::new(live.exposition.render_gzip_parts()))
+    } else {
+        builder.body(Body::new(live.exposition.render_parts()))
+    }
+    .expect("static response parts are valid")
+}
+
+/// A response body of ready chunks with an exact length (so hyper sends `Content-Length`
+/// and writes the chunks with one vectored write where it can).
+pub struct Body {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Body {
+    fn new<const N: usize>(chunks: [Bytes; N]) -> Self {
+        let chunks: std::collections::VecDeque<Bytes> =
+            chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Body { chunks, remaining }
+    }
+}
+
+impl From<Full<Bytes>> for Body {
+    fn from(full: Full<Bytes>) -> Self {
+        // The other routes build `Full` bodies; `Full<Bytes>` yields its one frame at the
+        // first poll, so no waker is ever needed.
+        let mut full = std::pin::pin!(full);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match hyper::body::Body::poll_frame(full.as_mut(), &mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                Body::new([frame.into_data().unwrap_or_default()])
+            }
+            _ => Body::new::<0>([]),
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(c) = &chunk {
+            self.remaining -= c.len() as u64;
+        }
+        std::task::Poll::Ready(chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// `POST /-/reload` (or PUT), only with `--web.enable-lifecycle`.
@@ -209,19 +292,6 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
     let live = web.live();
     match req.uri().path() {
-        "/metrics" => {
-            let builder = Response::builder()
-                .header(header::CONTENT_TYPE, CONTENT_TYPE)
-                .header(header::VARY, "Accept-Encoding");
-            if accepts_gzip(req.headers()) {
-                builder
-                    .header(header::CONTENT_ENCODING, "gzip")
-                    .body(Full::new(live.exposition.render_gzip()))
-            } else {
-                builder.body(Full::new(live.exposition.render()))
-            }
-            .expect("static response parts are valid")
-        }
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" => {
             if live.store.ready() {

@@ -88,61 +88,136 @@ pub struct MissingColumns {
 
 /// Maps a result to samples according to the check's `labels` and `values`.
 pub fn map(check: &CheckConfig, result: &ResultSet) -> Result<Samples, MissingColumns> {
-    let position = |name: &str| result.columns.iter().position(|c| c == name);
-    let mut missing = Vec::new();
-    let mut index = |name: &str| {
-        position(name).unwrap_or_else(|| {
-            missing.push(name.to_string());
-            usize::MAX
+    let mut sampler = Sampler::new(check, &result.columns)?;
+    for row in &result.rows {
+        sampler.push(row);
+    }
+    Ok(sampler.finish())
+}
+
+/// Maps rows to samples one at a time, as they stream in: memory stays bounded by the
+/// series cap whatever the number of rows (rows past the cap, and duplicates, cost no
+/// allocation). [`map`] is this over a whole [`ResultSet`].
+pub struct Sampler<'c> {
+    check: &'c CheckConfig,
+    label_ix: Vec<usize>,
+    value_ix: Vec<usize>,
+    out: Samples,
+    /// Hash of a kept row's label set → its index in `out.rows`.
+    index: std::collections::HashMap<u64, u32>,
+    /// Kept rows whose label hash collided with another label set (practically never).
+    collided: Vec<(u64, u32)>,
+    hasher: std::collections::hash_map::RandomState,
+    series: usize,
+}
+
+impl<'c> Sampler<'c> {
+    /// Resolves the check's columns in the result's `columns`.
+    pub fn new(check: &'c CheckConfig, columns: &[String]) -> Result<Self, MissingColumns> {
+        let position = |name: &str| columns.iter().position(|c| c == name);
+        let mut missing = Vec::new();
+        let mut index = |name: &str| {
+            position(name).unwrap_or_else(|| {
+                missing.push(name.to_string());
+                usize::MAX
+            })
+        };
+        let label_ix: Vec<usize> = check.labels.iter().map(|l| index(l)).collect();
+        let value_ix: Vec<usize> = check.values.iter().map(|v| index(&v.column)).collect();
+        if !missing.is_empty() {
+            return Err(MissingColumns {
+                missing,
+                present: columns.to_vec(),
+            });
+        }
+        Ok(Sampler {
+            check,
+            label_ix,
+            value_ix,
+            out: Samples::default(),
+            index: std::collections::HashMap::new(),
+            collided: Vec::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            series: 0,
         })
-    };
-    let label_ix: Vec<usize> = check.labels.iter().map(|l| index(l)).collect();
-    let value_ix: Vec<usize> = check.values.iter().map(|v| index(&v.column)).collect();
-    if !missing.is_empty() {
-        return Err(MissingColumns {
-            missing,
-            present: result.columns.clone(),
-        });
     }
 
-    let mut out = Samples::default();
-    let mut seen = std::collections::HashSet::with_capacity(result.rows.len());
-    let mut series = 0usize;
-    let per_row = value_ix.len().max(1);
-    for row in &result.rows {
-        let labels: Vec<String> = label_ix
-            .iter()
-            .map(|&i| label_value(row.get(i).and_then(|v| v.as_deref())))
-            .collect();
-        if seen.contains(&labels) {
-            out.errors[SampleError::DuplicateLabels as usize] += 1;
-            continue;
+    /// One result row (nullable text values in result column order).
+    pub fn push(&mut self, row: &[Option<String>]) {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let label = |i: usize| {
+            row.get(i)
+                .and_then(|v| v.as_deref())
+                .map(|s| s.trim_end_matches(' '))
+                .unwrap_or("")
+        };
+        let mut h = self.hasher.build_hasher();
+        for &i in &self.label_ix {
+            label(i).hash(&mut h);
         }
-        if series + per_row > check.max_series {
-            out.errors[SampleError::SeriesLimit as usize] += 1;
-            continue;
+        let hash = h.finish();
+        let same = |r: u32, rows: &[SampleRow]| {
+            let kept = &rows[r as usize].labels;
+            self.label_ix.iter().zip(kept).all(|(&i, k)| label(i) == k)
+        };
+        let duplicate = match self.index.get(&hash) {
+            None => false,
+            Some(&r) => {
+                same(r, &self.out.rows)
+                    || self
+                        .collided
+                        .iter()
+                        .any(|&(ch, r)| ch == hash && same(r, &self.out.rows))
+            }
+        };
+        if duplicate {
+            self.out.errors[SampleError::DuplicateLabels as usize] += 1;
+            return;
         }
-        let values: Vec<Option<f64>> = value_ix
+        let per_row = self.value_ix.len().max(1);
+        if self.series + per_row > self.check.max_series {
+            self.out.errors[SampleError::SeriesLimit as usize] += 1;
+            return;
+        }
+        let errors = &mut self.out.errors;
+        let values: Vec<Option<f64>> = self
+            .value_ix
             .iter()
             .map(|&i| match row.get(i).and_then(|v| v.as_deref()) {
                 None => {
-                    out.errors[SampleError::Null as usize] += 1;
+                    errors[SampleError::Null as usize] += 1;
                     None
                 }
                 Some(text) => match parse_value(text) {
                     Some(v) => Some(v),
                     None => {
-                        out.errors[SampleError::NotANumber as usize] += 1;
+                        errors[SampleError::NotANumber as usize] += 1;
                         None
                     }
                 },
             })
             .collect();
-        series += per_row;
-        seen.insert(labels.clone());
-        out.rows.push(SampleRow { labels, values });
+        self.series += per_row;
+        let labels: Vec<String> = self
+            .label_ix
+            .iter()
+            .map(|&i| label(i).to_string())
+            .collect();
+        let at = self.out.rows.len() as u32;
+        match self.index.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(at);
+            }
+            // Another label set with the same hash holds the index entry.
+            std::collections::hash_map::Entry::Occupied(_) => self.collided.push((hash, at)),
+        }
+        self.out.rows.push(SampleRow { labels, values });
     }
-    Ok(out)
+
+    /// The samples so far.
+    pub fn finish(self) -> Samples {
+        self.out
+    }
 }
 
 /// Text → number, as documented in the module header.
@@ -245,6 +320,26 @@ mod tests {
         assert_eq!(s.rows[0].values, vec![Some(1.0)]);
         assert_eq!(s.error_count(SampleError::DuplicateLabels), 1);
         assert_eq!(s.error_count(SampleError::SeriesLimit), 1);
+    }
+
+    #[test]
+    fn streaming_keeps_memory_at_the_cap_and_matches_map() {
+        let c = check(&["k"], &["v"], 10);
+        let columns = vec!["k".to_string(), "v".to_string()];
+        let mut s = Sampler::new(&c, &columns).unwrap();
+        for i in 0..100_000 {
+            // Every label set twice.
+            let row = [Some(format!("k{} ", i / 2)), Some(i.to_string())];
+            s.push(&row);
+        }
+        let out = s.finish();
+        assert_eq!(out.rows.len(), 10);
+        assert_eq!(out.rows[3].labels, vec!["k3".to_string()]);
+        assert_eq!(out.rows[3].values, vec![Some(6.0)]);
+        assert_eq!(out.error_count(SampleError::DuplicateLabels), 10);
+        // Past the cap nothing is remembered, so a duplicate there counts as over the cap.
+        assert_eq!(out.error_count(SampleError::SeriesLimit), 100_000 - 20);
+        assert!(Sampler::new(&c, &["k".to_string()]).is_err());
     }
 
     #[test]

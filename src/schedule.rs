@@ -15,18 +15,31 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::archive::{Archiver, Episode};
+use crate::archive::{Archiver, Episode, Feed};
 use crate::check;
-use crate::config::{Config, Schedule};
+use crate::config::{CheckConfig, Config, Schedule};
 use crate::db::{CheckError, ErrorKind, Target};
 use crate::sample;
 use crate::snapshot::{RunRecord, Store};
+
+/// Rows buffered between the connection and the sampler.
+const ROW_BUFFER: usize = 256;
+/// Rows buffered between the sampler and the CSV writer.
+const ARCHIVE_BUFFER: usize = 1024;
+
+/// A successful run's rows, samples and CSV write.
+struct Streamed {
+    rows: u64,
+    samples: sample::Samples,
+    archive: Option<JoinHandle<Option<PathBuf>>>,
+}
 
 /// What one run produced, for `once` and tests.
 #[derive(Debug)]
@@ -206,18 +219,12 @@ impl Runner {
             }
 
             let result = match detected {
-                Ok(_) => check::execute(&target, &check, &self.cancel).await,
+                Ok(_) => self.execute(&target, &check, slot, &target_name, started).await,
                 Err(e) => Err(e),
             };
             let duration = t0.elapsed();
-            let mut archive = None;
-            let (record, rows, outcome) = match result.and_then(|rs| {
-                sample::map(&check, &rs)
-                    .map(|s| (rs, s))
-                    .map_err(|e| CheckError::new(ErrorKind::Columns, e.to_string()))
-            }) {
-                Ok((rs, samples)) => {
-                    let rows = rs.rows.len() as u64;
+            let (record, rows, outcome, archive) = match result {
+                Ok(Streamed { rows, samples, archive }) => {
                     for e in sample::SampleError::ALL {
                         let n = samples.error_count(e);
                         if n > 0 {
@@ -227,14 +234,12 @@ impl Runner {
                     tracing::debug!(rows, duration_ms = duration.as_millis() as u64, "check succeeded");
                     if rows == 0 {
                         tracing::warn!(check = %check.name, target = %target_name, "check returned no rows; no CSV written");
-                    } else if let (Some(a), true) = (&self.archiver, check.archive) {
-                        archive = Some(self.spawn_archive(a.clone(), slot, &target_name, &check.name, started, rs));
                     }
-                    (Ok((rows, samples)), rows, Ok(Some(())))
+                    (Ok((rows, samples)), rows, Ok(Some(())), archive)
                 }
                 Err(e) => {
                     tracing::warn!(check = %check.name, target = %target_name, kind = e.kind.as_str(), error = %e.message, "check failed");
-                    (Err(e.clone()), 0, Err(e))
+                    (Err(e.clone()), 0, Err(e), None)
                 }
             };
             self.store.record_run(slot, RunRecord { started, duration, outcome: record });
@@ -244,6 +249,84 @@ impl Runner {
         .await
     }
 
+    /// Runs the check and consumes its rows as they stream in: each row goes to the sampler
+    /// (which keeps at most `max_series` series) and, when archiving, on to the CSV writer,
+    /// whose task starts with the first row. Nothing holds the whole result; a slow disk
+    /// slows the query down (bounded channels all the way to the socket) instead of
+    /// filling memory. A failed run abandons the CSV (its temporary file is removed).
+    async fn execute(
+        self: &Arc<Self>,
+        target: &Target,
+        check: &Arc<CheckConfig>,
+        slot: usize,
+        target_name: &str,
+        started: SystemTime,
+    ) -> Result<Streamed, CheckError> {
+        let (tx, mut rx) = mpsc::channel(ROW_BUFFER);
+        let archiver = self.archiver.as_ref().filter(|_| check.archive);
+        let consume = async {
+            let mut columns = Vec::new();
+            let mut sampler = None;
+            let mut feed: Option<mpsc::Sender<Feed>> = None;
+            let mut written = None;
+            while let Some(message) = rx.recv().await {
+                match message {
+                    check::Message::Columns(c) => {
+                        // On a mismatch, returning drops `rx`: the query's rest is discarded.
+                        sampler = Some(
+                            sample::Sampler::new(check, &c)
+                                .map_err(|e| CheckError::new(ErrorKind::Columns, e.to_string()))?,
+                        );
+                        columns = c;
+                    }
+                    check::Message::Row(row) => {
+                        if let Some(s) = sampler.as_mut() {
+                            s.push(&row);
+                        }
+                        if let (Some(a), None) = (archiver, &written) {
+                            let (f, handle) = self.spawn_archive(
+                                a.clone(),
+                                slot,
+                                target_name,
+                                &check.name,
+                                started,
+                                std::mem::take(&mut columns),
+                            );
+                            feed = Some(f);
+                            written = Some(handle);
+                        }
+                        // A writer that failed has dropped its end (and reports the failure).
+                        if let Some(f) = &feed {
+                            if f.send(Feed::Row(row)).await.is_err() {
+                                feed = None;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok((
+                sampler.map(sample::Sampler::finish).unwrap_or_default(),
+                feed,
+                written,
+            ))
+        };
+        let (executed, consumed) =
+            tokio::join!(check::execute(target, check, &self.cancel, tx), consume);
+        // A query error wins over what the consumer saw; dropping `feed` abandons the CSV.
+        let rows = executed?;
+        let (samples, feed, archive) = consumed?;
+        if let Some(f) = feed {
+            let _ = f.send(Feed::End).await;
+        }
+        Ok(Streamed {
+            rows,
+            samples,
+            archive,
+        })
+    }
+
+    /// Starts a CSV write fed row by row; `Feed::End` completes it, dropping the sender
+    /// abandons it.
     fn spawn_archive(
         self: &Arc<Self>,
         archiver: Archiver,
@@ -251,12 +334,23 @@ impl Runner {
         target: &str,
         check: &str,
         started: SystemTime,
-        rs: sample::ResultSet,
-    ) -> JoinHandle<Option<PathBuf>> {
+        columns: Vec<String>,
+    ) -> (mpsc::Sender<Feed>, JoinHandle<Option<PathBuf>>) {
         let store = self.store.clone();
         let (target, check) = (target.to_string(), check.to_string());
-        self.writes.spawn(async move {
-            let result = archiver.write(&target, &check, started, &rs).await;
+        let (tx, rx) = mpsc::channel(ARCHIVE_BUFFER);
+        let handle = self.writes.spawn(async move {
+            let result = match archiver
+                .write_stream(&target, &check, started, &columns, rx)
+                .await
+            {
+                Ok(None) => {
+                    tracing::debug!(%check, %target, "run failed; partial CSV removed");
+                    return None;
+                }
+                Ok(Some(path)) => Ok(path),
+                Err(e) => Err(e),
+            };
             // Failures are counted every time but logged once per episode, so a full disk
             // does not flood the log.
             match (&result, archiver.episode(result.is_ok())) {
@@ -268,12 +362,13 @@ impl Runner {
                     tracing::info!(%check, %target, "archive writes recovered")
                 }
                 (Ok(path), _) => {
-                    tracing::debug!(%check, %target, path = %path.display(), rows = rs.rows.len(), "CSV written")
+                    tracing::debug!(%check, %target, path = %path.display(), "CSV written")
                 }
             }
             store.record_archive(slot, result.as_ref().map(|p| p.clone()).map_err(|_| ()));
             result.ok()
-        })
+        });
+        (tx, handle)
     }
 
     /// Detects the target's flavour once; `Err` when the database cannot be reached now.

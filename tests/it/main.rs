@@ -20,4 +20,5 @@ mod prometheus;
 mod reload;
 mod resilience;
 mod scheduling;
+mod streaming;
 mod tls;

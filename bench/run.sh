@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Performance benchmark of redshift-exporter: every scenario of the "Performance" issue, each
+# next to a baseline measured in the same run, printed as a table of figures and ratios.
+#
+#   bash bench/run.sh            # full run (about 4 minutes after the release build)
+#   bash bench/run.sh --smoke    # every scenario for a second or two: keeps the script working;
+#                                # the figures mean nothing and nothing ever fails on a timing
+#
+# Starts what it needs and removes it on exit: a throwaway PostgreSQL cluster (initdb, as the
+# `postgres` user when run as root), nginx on 127.0.0.1 as the static-file ceiling (and on-the-fly
+# gzip), the exporter itself. Needs: PostgreSQL 15 server binaries, psql, nginx, wrk, curl.
+# Debian: apt-get install postgresql nginx wrk curl. Load goes to 127.0.0.1 only, bounded in time.
+#
+# Environment: BIN=path skips the build and benchmarks that binary; KEEP=1 keeps the work folder.
+set -euo pipefail
+
+SMOKE=0
+[[ ${1:-} == --smoke ]] && SMOKE=1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if ((SMOKE)); then WRK_S=1; IDLE_S=1; CPU_S=3; ROWS=20000; else WRK_S=10; IDLE_S=12; CPU_S=10; ROWS=1000000; fi
+
+for tool in wrk nginx curl psql; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (Debian: apt-get install wrk nginx curl postgresql-client)" >&2; exit 2; }
+done
+pgbin=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1)")
+[[ -x $pgbin/initdb ]] || { echo "bench: PostgreSQL server binaries (initdb, postgres) not found" >&2; exit 2; }
+
+if [[ -z ${BIN:-} ]]; then
+    (cd "$here" && cargo build --release --quiet)
+    BIN=$here/target/release/redshift-exporter
+fi
+
+work=$(mktemp -d /tmp/rsx-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ -f $work/pg/postmaster.pid ]]; then as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true; fi
+    [[ ${KEEP:-0} == 1 ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+as_pg() {
+    if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+calc() { python3 -c "import sys; print($1)"; }
+status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+((EUID == 0)) && chown postgres "$work"
+pgport=$(free_port)
+as_pg "$pgbin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $pgport -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null
+pg="postgresql://postgres@127.0.0.1:$pgport"
+psql "$pg/postgres" -XqAt -c "CREATE DATABASE bench" -c "CREATE DATABASE redshift_provisioned"
+PGOPTIONS="-c client_min_messages=warning" bash "$here/tests/fixtures/redshift/load.sh" "$pg/redshift_provisioned" provisioned healthy >/dev/null
+
+# --- helpers ---------------------------------------------------------------------------------------
+# exporter CONFIG [args...]: starts the daemon on a free port; sets $epid, $eaddr, $t_start.
+exporter() {
+    local cfg=$1; shift
+    local log=$work/exporter.$RANDOM.log
+    t_start=$(now)
+    "$BIN" --config "$cfg" --log.format json --web.listen-address 127.0.0.1:0 "$@" >/dev/null 2>"$log" &
+    epid=$!
+    pids+=("$epid")
+    eaddr=
+    for _ in $(seq 1 500); do
+        eaddr=$(grep -o '"address":"[^"]*"' "$log" 2>/dev/null | head -1 | cut -d'"' -f4 || true)
+        [[ -n $eaddr ]] && break
+        sleep 0.01
+    done
+    [[ -n $eaddr ]] || { echo "bench: the exporter did not start:" >&2; cat "$log" >&2; exit 1; }
+}
+stop_exporter() { kill "$epid" 2>/dev/null || true; wait "$epid" 2>/dev/null || true; }
+metrics() { curl -sf "http://$eaddr/metrics"; }
+# wait_metrics AWK-CONDITION: polls /metrics until the awk program prints "yes" (10 ms steps).
+wait_for() {
+    local deadline=$(($(date +%s) + ${2:-120}))
+    until metrics | awk "$1" | grep -q yes; do
+        (($(date +%s) < deadline)) || { echo "bench: timed out waiting for: $1" >&2; exit 1; }
+        sleep 0.01
+    done
+}
+
+config() { # config FILE POOL MAX_SERIES ARCHIVE_DIR|"" ; checks follow on stdin
+    {
+        echo "[exporter]"
+        echo "namespace = \"bench\""
+        echo "default_interval = \"1h\""
+        echo "default_timeout = \"5m\""
+        echo "max_series_per_check = ${3}"
+        if [[ -n $4 ]]; then echo "archive_dir = \"$4\""; else echo "archive = false"; fi
+        echo "[targets.main]"
+        echo "host = \"127.0.0.1\""
+        echo "port = $pgport"
+        echo "database = \"bench\""
+        echo "user = \"postgres\""
+        echo "sslmode = \"disable\""
+        echo "pool_size = $2"
+        cat
+    } >"$1"
+}
+check() { # check NAME QUERY LABELS VALUES [extra]
+    printf '[[checks]]\nname = "%s"\nquery = "%s"\nlabels = %s\nvalues = %s\n%s\n' "$1" "$2" "$3" "$4" "${5:-}"
+}
+
+declare -a rows_out
+row() { rows_out+=("$(printf '%-44s %16s %16s %10s  %s' "$1" "$2" "$3" "$4" "$5")"); }
+wrk_run() { # wrk_run URL [header] -> "req/s p99_ms"
+    local out
+    out=$(wrk -t2 -c16 -d"${WRK_S}s" --latency ${2:+-H "$2"} "$1")
+    local rps p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+    echo "$rps $p99"
+}
+
+# --- 1. collection: 20 x pg_sleep(0.5) -------------------------------------------------------------
+collection() { # collection POOL: sets $span $slow $all (not in a subshell: it starts the daemon)
+    local cfg=$work/collect$1.toml
+    for i in $(seq 1 20); do check "s$i" "SELECT pg_sleep(0.5)::text AS s, 1 AS v" "[]" '["v"]'; done | config "$cfg" "$1" 10000 ""
+    exporter "$cfg"
+    wait_for '/^redshift_exporter_check_success\{/ && $2 == 1 {n++} END {if (n == 20) print "yes"}' 60
+    local t_all; t_all=$(now)
+    local m; m=$(metrics)
+    stop_exporter
+    read -r span slow all < <(awk -v t0="$t_start" -v t1="$t_all" '
+        /^redshift_exporter_check_last_run_timestamp_seconds\{/ {match($0, /check="[^"]*"/); s[substr($0, RSTART, RLENGTH)] = $2}
+        /^redshift_exporter_check_duration_seconds\{/ {match($0, /check="[^"]*"/); d[substr($0, RSTART, RLENGTH)] = $2}
+        END {first = 1e18; last = 0; slow = 0
+             for (k in s) { if (s[k] < first) first = s[k]; if (s[k] + d[k] > last) last = s[k] + d[k]; if (d[k] > slow) slow = d[k] }
+             printf "%.3f %.3f %.3f\n", last - first, slow, t1 - t0}' <<<"$m")
+}
+# Baseline: one check alone, same query, same run.
+for i in 1; do check "alone" "SELECT pg_sleep(0.5)::text AS s, 1 AS v" "[]" '["v"]'; done | config "$work/alone.toml" 1 10000 ""
+alone=$("$BIN" once --config "$work/alone.toml" | grep -o 'duration=[0-9.]*m\?s' | head -1 | sed 's/duration=//')
+alone_s=$(calc "float('${alone%ms}')/1000 if '$alone'.endswith('ms') else float('${alone%s}')")
+collection 20
+span20=$span slow20=$slow all20=$all
+collection 5
+span5=$span
+row "collection 20 x pg_sleep(0.5), pool 20: span" "${span20} s" "alone ${alone_s} s" "$(calc "round($span20/$alone_s, 3)")" "target <= 1.05 x slowest check (${slow20} s): $(calc "round($span20/$slow20, 3)")"
+row "  process start -> all 20 on /metrics" "${all20} s" "" "" "target <= 0.6 s"
+row "collection 20 x pg_sleep(0.5), pool 5: span" "${span5} s" "alone ${alone_s} s" "$(calc "round($span5/$alone_s, 2)")" "rounds; target ~4"
+
+# --- 2. scrape: 10,000 series vs nginx ----------------------------------------------------------------
+series_config() { # series_config FILE N
+    check "series" "SELECT 'k' || g AS k, g::float8 AS v FROM generate_series(1, $2) g" '["k"]' '["v"]' | config "$1" 2 $(($2 + 10)) ""
+}
+series_config "$work/s10k.toml" 10000
+exporter "$work/s10k.toml"
+wait_for '/^bench_series_v\{/ {n++} END {if (n == 10000) print "yes"}'
+mkdir -p "$work/www"
+metrics >"$work/www/metrics"
+bytes=$(stat -c %s "$work/www/metrics")
+ngport=$(free_port)
+cat >"$work/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; tcp_nopush on; tcp_nodelay on;
+  client_body_temp_path $work/ncb; proxy_temp_path $work/npt; fastcgi_temp_path $work/nft; uwsgi_temp_path $work/nut; scgi_temp_path $work/nst;
+  types { text/plain metrics; }
+  server { listen 127.0.0.1:$ngport; root $work/www; gzip on; gzip_types text/plain; gzip_min_length 0; gzip_vary on; }
+}
+EOF
+nginx -c "$work/nginx.conf" &
+pids+=("$!")
+sleep 0.3
+idle_scrape_kb=$(status_kb "$epid" VmRSS)
+echo 5 >"/proc/$epid/clear_refs" 2>/dev/null || true   # reset VmHWM: the peak under load only
+read -r ng_rps ng_p99 <<<"$(wrk_run "http://127.0.0.1:$ngport/metrics")"
+read -r ex_rps ex_p99 <<<"$(wrk_run "http://$eaddr/metrics")"
+read -r ngz_rps ngz_p99 <<<"$(wrk_run "http://127.0.0.1:$ngport/metrics" "Accept-Encoding: gzip")"
+read -r exz_rps exz_p99 <<<"$(wrk_run "http://$eaddr/metrics" "Accept-Encoding: gzip")"
+load_hwm_kb=$(status_kb "$epid" VmHWM)
+load_rss_kb=$(status_kb "$epid" VmRSS)
+stop_exporter
+row "scrape 10k series ($bytes B) plain: req/s" "$ex_rps" "nginx $ng_rps" "$(calc "round($ex_rps/$ng_rps, 2)")" "target >= 0.5 (aim 0.8)"
+row "  plain p99" "${ex_p99} ms" "nginx ${ng_p99} ms" "$(calc "round($ex_p99/$ng_p99, 2)")" "target <= 10 ms"
+row "scrape 10k series gzip: req/s" "$exz_rps" "nginx $ngz_rps" "$(calc "round($exz_rps/$ngz_rps, 2)")" "target >= 2"
+row "  gzip p99" "${exz_p99} ms" "nginx ${ngz_p99} ms" "$(calc "round($exz_p99/$ngz_p99, 2)")" ""
+row "RSS 10k series: idle / peak under load" "$((idle_scrape_kb / 1024)).$((idle_scrape_kb % 1024 * 10 / 1024)) / $((load_hwm_kb / 1024)).$((load_hwm_kb % 1024 * 10 / 1024)) MB" "" "" "target peak <= 24 MB (after load: $((load_rss_kb / 1024)) MB)"
+
+# --- 3. memory: the shipped pack, idle --------------------------------------------------------------------
+mkdir -p "$work/pack-archive"
+sed -e 's/^sslmode = "require"/sslmode = "disable"/' -e "s|^archive_dir = \"archive\"|archive_dir = \"$work/pack-archive\"|" "$here/checks.toml" >"$work/pack.toml"
+REDSHIFT_HOST=127.0.0.1 REDSHIFT_PORT=$pgport REDSHIFT_DATABASE=redshift_provisioned REDSHIFT_USER=postgres REDSHIFT_PASSWORD= exporter "$work/pack.toml"
+until curl -sf "http://$eaddr/-/ready" >/dev/null; do sleep 0.05; done
+sleep "$IDLE_S"
+metrics >/dev/null
+pack_rss=$(status_kb "$epid" VmRSS)
+pack_hwm=$(status_kb "$epid" VmHWM)
+pack_threads=$(status_kb "$epid" Threads)
+stop_exporter
+row "RSS idle, shipped pack (provisioned emulation)" "$((pack_rss / 1024)).$((pack_rss % 1024 * 10 / 1024)) MB" "" "" "target <= 8 MB; peak $((pack_hwm / 1024)).$((pack_hwm % 1024 * 10 / 1024)) MB, $pack_threads threads"
+
+# --- 4. archive: a large result streamed to CSV -----------------------------------------------------------
+query="SELECT g AS id, 'row ' || g AS name, g * 1.5 AS v, TIMESTAMPTZ '2026-01-01 00:00:00+00' + g * INTERVAL '1 second' AS ts FROM generate_series(1, $ROWS) g"
+t0=$(now)
+psql "$pg/bench" -XqAt -c "COPY ($query) TO STDOUT WITH CSV HEADER" >"$work/copy.csv"
+t1=$(now)
+copy_rps=$(calc "round($ROWS / ($t1 - $t0))")
+mkdir -p "$work/archive"
+check "big" "$query" '["id"]' '["v"]' | config "$work/big.toml" 2 10000 "$work/archive"
+exporter "$work/big.toml"
+wait_for '/^redshift_exporter_archive_files_total\{/ && $2 == 1 {print "yes"}' 300
+m=$(metrics)
+big_hwm=$(status_kb "$epid" VmHWM)
+stop_exporter
+big_dur=$(awk '/^redshift_exporter_check_duration_seconds\{/ {print $2}' <<<"$m")
+big_series=$(grep -c '^bench_big_v{' <<<"$m" || true)
+csv_lines=$(find "$work/archive" -name '*.csv' -exec cat {} + | wc -l)
+ex_rps_rows=$(calc "round($ROWS / $big_dur)")
+row "archive $ROWS rows -> CSV: rows/s" "$ex_rps_rows" "psql COPY $copy_rps" "$(calc "round($ex_rps_rows/$copy_rps, 2)")" "CSV lines $csv_lines; series on /metrics $big_series (cap 10000)"
+row "  peak RSS while streaming" "$((big_hwm / 1024)).$((big_hwm % 1024 * 10 / 1024)) MB" "" "" "target <= 64 MB"
+
+# --- 5a. cost curve: scrape latency by series count ---------------------------------------------------------
+lat1=
+for n in 1000 10000 100000; do
+    series_config "$work/s$n.toml" "$n"
+    exporter "$work/s$n.toml"
+    wait_for "/^bench_series_v\\{/ {n++} END {if (n == $n) print \"yes\"}"
+    metrics >"$work/www/metrics"
+    out=$(wrk -t1 -c1 -d"$((WRK_S / 2 + 1))s" --latency "http://$eaddr/metrics")
+    outn=$(wrk -t1 -c1 -d"$((WRK_S / 2 + 1))s" --latency "http://127.0.0.1:$ngport/metrics")
+    stop_exporter
+    mean=$(awk '$1=="Latency" && $2 != "Distribution" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+    meann=$(awk '$1=="Latency" && $2 != "Distribution" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v*=1000}; print v}' <<<"$outn")
+    [[ -z $lat1 ]] && lat1=$mean
+    row "scrape latency, $n series (1 client)" "${mean} ms" "nginx ${meann} ms" "$(calc "round($mean/$meann, 2)")" "x$(calc "round($mean/$lat1, 1)") of 1k for x$((n / 1000)) series"
+done
+
+# --- 5b. cost curve: scheduler overhead by check count -------------------------------------------------------
+cpu1=
+for n in 10 100 1000; do
+    for i in $(seq 1 "$n"); do check "c$i" "SELECT 1 AS v" "[]" '["v"]' 'interval = "2s"'; done | config "$work/sched$n.toml" 10 10000 ""
+    exporter "$work/sched$n.toml"
+    sleep 3
+    c0=$(cpu_ticks "$epid"); r0=$(metrics | awk '/^redshift_exporter_check_runs_total\{/ && /result="success"/ {s += $2} END {print s}')
+    sleep "$CPU_S"
+    c1=$(cpu_ticks "$epid"); r1=$(metrics | awk '/^redshift_exporter_check_runs_total\{/ && /result="success"/ {s += $2} END {print s}')
+    stop_exporter
+    hz=$(getconf CLK_TCK)
+    cpu=$(calc "round(($c1 - $c0) / $hz / $CPU_S * 1000, 1)")
+    runs=$(calc "round(($r1 - $r0) / $CPU_S, 1)")
+    per_run=$(calc "round(($c1 - $c0) / $hz * 1e6 / max($r1 - $r0, 1))")
+    [[ -z $cpu1 ]] && cpu1=$per_run
+    row "scheduler, $n checks every 2 s: CPU ms/s" "$cpu" "$runs runs/s" "" "${per_run} us CPU per run"
+done
+
+# --- table -----------------------------------------------------------------------------------------------------
+echo
+echo "redshift-exporter benchmark $( ((SMOKE)) && echo '(SMOKE: figures are meaningless)') — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
+printf '%-44s %16s %16s %10s  %s\n' "scenario" "exporter" "baseline" "ratio" "note"
+printf '%s\n' "${rows_out[@]}"
