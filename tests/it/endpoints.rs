@@ -1,9 +1,6 @@
 //! The HTTP surface: /metrics validity (promtool), content type, build info and the full set of
 //! self-metric families, the landing page, /-/healthy and /-/ready, and the JSON log format.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use crate::support::names::*;
 use crate::support::*;
 
@@ -55,31 +52,7 @@ async fn promtool_accepts_the_metrics() {
         m.lines_with("itest_escapes")
     );
 
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is required (Debian package `prometheus`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(m.text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics ({}):\n{report}\n--- scraped ---\n{}",
-        out.status,
-        m.text
-    );
+    crate::support::prom::promtool_check(&m.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,40 +4,9 @@
 //! runaway query. The scrape must stay valid for `promtool check metrics` throughout.
 //! (Duplicate label sets are covered in `mapping.rs`.)
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use crate::archive::{parse_csv, walk};
 use crate::support::names::*;
 use crate::support::*;
-
-/// Runs `promtool check metrics` on a scrape; panics with its report unless it is clean.
-pub fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is required (Debian package `prometheus`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics ({}):\n{report}\n--- scraped ---\n{text}",
-        out.status
-    );
-}
 
 /// (label value, value text) rows of the odd-values check; `None` is SQL NULL.
 const ODD: &[(&str, Option<&str>)] = &[
@@ -164,7 +133,7 @@ async fn odd_labels_values_and_non_utf8_bytes_map_as_documented_and_pass_promtoo
             >= 1.0
     );
 
-    promtool_check(&m.text);
+    prom::promtool_check(&m.text);
     assert_eq!(d.get("/").await.status, 200, "landing page with odd names");
 
     // The CSV keeps the odd values byte for byte (as UTF-8), quoted where needed.
@@ -270,7 +239,7 @@ async fn series_cap_drops_and_counts_rows_with_one_warning_per_run() {
         "RSS {:.0} MB after 200 000-row results",
         rss / 1e6
     );
-    promtool_check(&m.text);
+    prom::promtool_check(&m.text);
 
     // One warning per run, not one per dropped row.
     let m = d.metrics().await;

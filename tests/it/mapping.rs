@@ -405,5 +405,5 @@ async fn duplicate_label_sets_keep_one_series_and_are_counted() {
         .check_value_with(SAMPLE_ERRORS, "dups", "reason", "duplicate_labels")
         .unwrap_or(0.0);
     assert_eq!(dups, 2.0 * runs, "two duplicates per run");
-    crate::hardening_results::promtool_check(&m.text);
+    crate::support::prom::promtool_check(&m.text);
 }

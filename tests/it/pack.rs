@@ -387,24 +387,7 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
     );
 
     // The full pack's exposition is valid for Prometheus.
-    let out = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(m.text.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("promtool runs");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::prom::promtool_check(&m.text);
     daemon.sigterm();
     daemon.wait_exit(secs(30)).await;
 }

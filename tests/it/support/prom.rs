@@ -245,6 +245,37 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     })
 }
 
+/// Runs `promtool check metrics` on a scrape; panics with its report (and the scrape) unless
+/// promtool exits 0 and prints nothing: lint warnings count as failures.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required (Debian package `prometheus`)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics ({}):\n{report}\n--- scraped ---\n{text}",
+        out.status
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
