@@ -20,6 +20,8 @@ pub mod inspect;
 pub mod layout;
 pub mod lifecycle;
 pub mod retention;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod stats;
 pub mod upload;
 

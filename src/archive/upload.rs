@@ -18,12 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::path::Path as ObjectPath;
-use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, PutOptions, PutPayload,
-    RetryConfig,
-};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,19 +30,19 @@ use crate::config::S3Config;
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("S3 client: {0}")]
-    Client(#[source] object_store::Error),
+    Client(String),
+    #[error(
+        "[exporter.s3] is set, but this build has no S3 support: build with `cargo build --release --features s3`"
+    )]
+    NotBuilt,
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("upload of {key} failed: {source}")]
-    Put {
-        key: String,
-        #[source]
-        source: object_store::Error,
-    },
+    #[error("upload of {key} failed: {message}")]
+    Put { key: String, message: String },
 }
 
 /// One file to upload.
@@ -113,137 +107,37 @@ pub fn object_key(prefix: &str, target: &str, check: &str, file: &str) -> Option
     })
 }
 
-/// Builds the S3 client from `[exporter.s3]` and the AWS credential chain.
-pub fn client(cfg: &S3Config) -> Result<Arc<dyn ObjectStore>, UploadError> {
-    client_with(cfg, |b| b)
+/// Where uploaded files go: the S3 client (module `s3`, cargo feature `s3`), behind a seam so
+/// the queue, markers and retries do not depend on the optional S3 crates.
+pub trait Store: Send + Sync {
+    /// Stores `body` under `key`; the error is the client's message.
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+        content_type: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
-/// [`client`], with a last say on the builder (tests pass credentials this way).
-fn client_with(
-    cfg: &S3Config,
-    adjust: impl FnOnce(AmazonS3Builder) -> AmazonS3Builder,
-) -> Result<Arc<dyn ObjectStore>, UploadError> {
-    // reqwest is built without a bundled TLS provider; ring is the project's (stack notes §3.8).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(&cfg.bucket);
-    let region = cfg
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .unwrap_or_else(|| "us-east-1".into());
-    b = b.with_region(region);
-    if let Some(e) = &cfg.endpoint {
-        b = b
-            .with_endpoint(e)
-            .with_virtual_hosted_style_request(false)
-            .with_allow_http(cfg.allow_http);
+/// Builds the S3 client from `[exporter.s3]` and the AWS credential chain; a build without
+/// the `s3` feature refuses.
+pub fn client(cfg: &S3Config) -> Result<Arc<dyn Store>, UploadError> {
+    #[cfg(feature = "s3")]
+    {
+        super::s3::client(cfg)
     }
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        if let Some(c) = profile_credentials(cfg.profile.as_deref()) {
-            b = b
-                .with_access_key_id(c.key_id)
-                .with_secret_access_key(c.secret);
-            if let Some(t) = c.token {
-                b = b.with_token(t);
-            }
-        }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = cfg;
+        Err(UploadError::NotBuilt)
     }
-    // One request retries briefly; the queue's backoff handles longer outages.
-    b = b
-        .with_retry(RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(2),
-                base: 2.0,
-            },
-            max_retries: 2,
-            retry_timeout: cfg.timeout,
-        })
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(cfg.timeout)
-                .with_connect_timeout(Duration::from_secs(10))
-                .with_allow_http(cfg.allow_http),
-        );
-    Ok(Arc::new(adjust(b).build().map_err(UploadError::Client)?))
-}
-
-/// Static keys of a shared-credentials profile.
-#[derive(Debug, PartialEq, Eq)]
-struct ProfileCredentials {
-    key_id: String,
-    secret: String,
-    token: Option<String>,
-}
-
-/// Reads `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`) of the
-/// profile (`profile`, else `AWS_PROFILE`, else `default`) from `AWS_SHARED_CREDENTIALS_FILE`
-/// (default `~/.aws/credentials`), then `AWS_CONFIG_FILE` (default `~/.aws/config`).
-fn profile_credentials(profile: Option<&str>) -> Option<ProfileCredentials> {
-    let name = profile
-        .map(str::to_string)
-        .or_else(|| std::env::var("AWS_PROFILE").ok())
-        .unwrap_or_else(|| "default".into());
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let file = |var: &str, default: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
-    };
-    let creds = file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| parse_profile(&t, &name));
-    creds.or_else(|| {
-        let section = if name == "default" {
-            name.clone()
-        } else {
-            format!("profile {name}")
-        };
-        file("AWS_CONFIG_FILE", "config")
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| parse_profile(&t, &section))
-    })
-}
-
-/// The keys of `[section]` in an INI-style AWS file.
-fn parse_profile(text: &str, section: &str) -> Option<ProfileCredentials> {
-    let mut inside = false;
-    let (mut key_id, mut secret, mut token) = (None, None, None);
-    for line in text.lines() {
-        let l = line.trim();
-        if l.starts_with('#') || l.starts_with(';') || l.is_empty() {
-            continue;
-        }
-        if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            inside = s.trim() == section;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        if let Some((k, v)) = l.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => key_id = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some(ProfileCredentials {
-        key_id: key_id?,
-        secret: secret?,
-        token,
-    })
 }
 
 /// Starts the worker: queues every file under `root` that has no upload marker, then every
 /// file pushed later. Stops when `stop` fires (pending files stay for the next start).
 pub fn start(
     cfg: S3Config,
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Store>,
     root: PathBuf,
     stats: Arc<ArchiveStats>,
     stop: CancellationToken,
@@ -287,7 +181,7 @@ pub fn start(
 struct Worker {
     /// Bucket, prefix and backoff.
     cfg: S3Config,
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Store>,
     stats: Arc<ArchiveStats>,
     /// Shared with the queue: decremented when a job leaves it.
     pending: Arc<watch::Sender<u64>>,
@@ -360,17 +254,12 @@ impl Worker {
         } else {
             "text/csv"
         };
-        let opts = PutOptions {
-            attributes: Attributes::from_iter([(Attribute::ContentType, content_type)]),
-            ..PutOptions::default()
-        };
-        let location = ObjectPath::from(key.as_str());
         self.store
-            .put_opts(&location, PutPayload::from(body), opts)
+            .put(&key, body, content_type)
             .await
-            .map_err(|source| UploadError::Put {
+            .map_err(|message| UploadError::Put {
                 key: key.clone(),
-                source,
+                message,
             })?;
         if let Err(e) = tokio::fs::write(&marker, key.as_bytes()).await {
             // Not fatal: without the marker the file is uploaded again at the next start.
@@ -381,7 +270,7 @@ impl Worker {
 }
 
 /// A moto S3 server on 127.0.0.1 for tests (`pip install 'moto[server]'`; `.ci/run` installs it).
-#[cfg(test)]
+#[cfg(all(test, feature = "s3"))]
 pub(crate) mod moto {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -488,158 +377,5 @@ mod tests {
             Some("main/c/dt=2025-11-27/c_20251127T002405.123Z.csv")
         );
         assert_eq!(object_key("", "main", "c", "notes.txt"), None);
-    }
-
-    #[test]
-    fn profiles_are_read_from_ini_files() {
-        let text = "[default]\naws_access_key_id = AK1\naws_secret_access_key = S1\n\
-                    [ops]\n# comment\naws_access_key_id=AK2\naws_secret_access_key=S2\naws_session_token=T2\n\
-                    [broken]\naws_access_key_id = AK3\n";
-        assert_eq!(
-            parse_profile(text, "ops"),
-            Some(ProfileCredentials {
-                key_id: "AK2".into(),
-                secret: "S2".into(),
-                token: Some("T2".into())
-            })
-        );
-        assert_eq!(parse_profile(text, "default").unwrap().key_id, "AK1");
-        assert_eq!(parse_profile(text, "broken"), None);
-        assert_eq!(parse_profile(text, "missing"), None);
-    }
-
-    async fn wait_for(what: &str, deadline: Duration, f: impl Fn() -> bool) {
-        let end = tokio::time::Instant::now() + deadline;
-        while !f() {
-            assert!(
-                tokio::time::Instant::now() < end,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn uploads_to_moto_retry_while_it_is_down_and_lose_nothing() {
-        use crate::archive::Archiver;
-        use crate::archive::retention::{self, Policy};
-        use crate::config::Retention;
-        use crate::sample::ResultSet;
-        use chrono::TimeZone;
-        use object_store::ObjectStoreExt;
-
-        let Some(mut moto) = moto::Moto::start() else {
-            return;
-        };
-        moto.create_bucket("archive-test");
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let cfg = S3Config {
-            bucket: "archive-test".into(),
-            prefix: "rs/history".into(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(moto.endpoint()),
-            allow_http: true,
-            profile: None,
-            retry_initial: Duration::from_millis(200),
-            retry_max: Duration::from_millis(800),
-            timeout: Duration::from_secs(5),
-        };
-        let store = client_with(&cfg, |b| {
-            b.with_access_key_id("testing")
-                .with_secret_access_key("testing")
-        })
-        .unwrap();
-        let at = |d: u32| -> std::time::SystemTime {
-            chrono::Utc
-                .with_ymd_and_hms(2026, 1, d, 6, 0, 0)
-                .unwrap()
-                .into()
-        };
-        let rs = ResultSet {
-            columns: vec!["db".into(), "n".into()],
-            rows: vec![vec![Some("dev".into()), Some("1".into())]],
-        };
-        // A file an earlier run wrote but did not upload: queued at start.
-        let before = Archiver::new(root.clone());
-        let earlier = before.write("main", "c", at(1), &rs).await.unwrap();
-
-        let a = Archiver::new(root.clone());
-        let stop = CancellationToken::new();
-        let (q, worker) = start(
-            cfg.clone(),
-            store.clone(),
-            root.clone(),
-            a.stats.clone(),
-            stop.clone(),
-        );
-        let a = a.with_uploads(q.clone());
-        let second = a.write("main", "c", at(2), &rs).await.unwrap();
-        assert!(q.idle(Duration::from_secs(30)).await, "uploads finished");
-        for (path, key) in [
-            (
-                &earlier,
-                "rs/history/main/c/dt=2026-01-01/c_20260101T060000.000Z.csv",
-            ),
-            (
-                &second,
-                "rs/history/main/c/dt=2026-01-02/c_20260102T060000.000Z.csv",
-            ),
-        ] {
-            let meta = store.head(&ObjectPath::from(key)).await.unwrap();
-            assert_eq!(meta.size, std::fs::metadata(path).unwrap().len());
-            assert_eq!(
-                std::fs::read_to_string(layout::upload_marker(path)).unwrap(),
-                key
-            );
-        }
-        assert_eq!(a.stats.get("main", "c").uploads, 2);
-
-        // S3 goes away: the upload fails, is counted and retried; the file stays, and
-        // retention (which would delete everything this old) keeps it.
-        moto.stop();
-        let third = a.write("main", "c", at(3), &rs).await.unwrap();
-        wait_for("two failed attempts", Duration::from_secs(30), || {
-            a.stats.get("main", "c").upload_errors >= 2
-        })
-        .await;
-        assert_eq!(q.pending(), 1);
-        assert!(!layout::upload_marker(&third).exists());
-        let policy = Policy {
-            global: Retention {
-                max_age: Some(Duration::from_secs(3600)),
-                max_bytes: None,
-            },
-            require_upload: true,
-            ..Policy::default()
-        };
-        let enforce = || {
-            let (a, p) = (a.clone(), policy.clone());
-            tokio::task::spawn_blocking(move || retention::enforce(&a, &p, chrono::Utc::now()))
-        };
-        let o = enforce().await.unwrap();
-        assert_eq!((o.deleted, o.held_for_upload), (2, 1));
-        assert!(third.exists() && !earlier.exists() && !second.exists());
-
-        // S3 is back (empty, as moto keeps nothing): the retry uploads the file.
-        moto.restart();
-        moto.create_bucket("archive-test");
-        assert!(
-            q.idle(Duration::from_secs(30)).await,
-            "upload after recovery"
-        );
-        store
-            .head(&ObjectPath::from(
-                "rs/history/main/c/dt=2026-01-03/c_20260103T060000.000Z.csv",
-            ))
-            .await
-            .unwrap();
-        assert!(layout::upload_marker(&third).exists());
-        let s = a.stats.get("main", "c");
-        assert_eq!((s.uploads, s.upload_pending), (3, 0));
-        // Now it may go.
-        assert_eq!(enforce().await.unwrap().deleted, 1);
-        stop.cancel();
-        worker.await.unwrap();
     }
 }

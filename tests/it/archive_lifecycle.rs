@@ -17,8 +17,11 @@ use crate::support::*;
 const FILES: &str = "redshift_exporter_archive_files";
 const BYTES: &str = "redshift_exporter_archive_bytes";
 const DELETED: &str = "redshift_exporter_archive_deleted_total";
+#[cfg(feature = "s3")]
 const UPLOADS: &str = "redshift_exporter_archive_uploads_total";
+#[cfg(feature = "s3")]
 const UPLOAD_ERRORS: &str = "redshift_exporter_archive_upload_errors_total";
+#[cfg(feature = "s3")]
 const PENDING: &str = "redshift_exporter_archive_upload_pending";
 
 fn config(work: &WorkDir, db: &TestDb, exporter_extra: &str, checks: &str) -> PathBuf {
@@ -46,6 +49,7 @@ fn stamp_ago(minutes: i64) -> String {
         .to_string()
 }
 
+#[cfg(feature = "s3")]
 fn names(dir: &Path) -> Vec<String> {
     walk(dir)
         .iter()
@@ -390,12 +394,14 @@ async fn archive_files_are_served_only_when_enabled_and_behind_auth() {
     }
 }
 
+#[cfg(feature = "s3")]
 /// moto's S3 server on 127.0.0.1 (`pip install 'moto[server]'`; `.ci/run` installs it).
 struct Moto {
     child: Option<std::process::Child>,
     port: u16,
 }
 
+#[cfg(feature = "s3")]
 impl Moto {
     fn start() -> Option<Moto> {
         let mut m = Moto {
@@ -477,12 +483,14 @@ impl Moto {
     }
 }
 
+#[cfg(feature = "s3")]
 impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
+#[cfg(feature = "s3")]
 fn s3_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AWS_ACCESS_KEY_ID", "testing"),
@@ -491,6 +499,7 @@ fn s3_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+#[cfg(feature = "s3")]
 /// The key a local archive file must have.
 fn key_of(path: &Path) -> String {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -510,6 +519,7 @@ fn key_of(path: &Path) -> String {
     )
 }
 
+#[cfg(feature = "s3")]
 fn csv_files(dir: &Path) -> Vec<PathBuf> {
     walk(dir)
         .into_iter()
@@ -517,11 +527,13 @@ fn csv_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+#[cfg(feature = "s3")]
 fn marked(p: &Path) -> bool {
     let name = p.file_name().unwrap().to_string_lossy();
     p.with_file_name(format!(".{name}.uploaded")).exists()
 }
 
+#[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_upload_keys_outage_and_restart_lose_nothing() {
     let Some(mut moto) = Moto::start() else {
@@ -618,6 +630,7 @@ async fn s3_upload_keys_outage_and_restart_lose_nothing() {
     }
 }
 
+#[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_uploads_its_files_before_it_exits() {
     let Some(moto) = Moto::start() else {
@@ -669,4 +682,24 @@ async fn once_uploads_its_files_before_it_exits() {
             .with_file_name(format!(".{name}.uploaded"))
             .exists()
     );
+}
+
+/// A build without the `s3` feature refuses `[exporter.s3]` at the same validation as every
+/// other key: `check-config` and start-up alike, exit 2, naming the feature.
+#[cfg(not(feature = "s3"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_needs_the_s3_build() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let cfg = config(
+        &work,
+        &db,
+        "[exporter.s3]\nbucket = \"rse-archive\"",
+        &check_toml("c", "SELECT 1 AS v", "values = [\"v\"]"),
+    );
+    let out = check_config(&cfg).await;
+    assert_eq!(out.code, Some(2), "{}", out.dump());
+    assert!(out.stderr.contains("--features s3"), "{}", out.dump());
+    let out = once(&cfg, &[]).await;
+    assert_eq!(out.code, Some(2), "{}", out.dump());
 }
