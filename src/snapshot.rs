@@ -347,13 +347,6 @@ impl Store {
         });
     }
 
-    /// Records whether a target could be reached outside of a check run.
-    pub fn set_target_up(&self, target: usize, up: bool) {
-        if self.read().targets[target].up != Some(up) {
-            self.write(|s| s.targets[target].up = Some(up));
-        }
-    }
-
     /// Records a target's detected flavour and marks the checks that do not apply.
     pub fn set_deployment(&self, target: usize, d: Deployment) {
         self.write(|s| {
