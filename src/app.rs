@@ -120,11 +120,6 @@ impl Generation {
             });
         }
         let store = Arc::new(Store::new(&config));
-        for (ti, t) in config.targets.iter().enumerate() {
-            if let Some(d) = t.deployment {
-                store.set_deployment(ti, d);
-            }
-        }
         let slots = store.read().slots.len();
         let mut guards = vec![None; slots];
         let mut run_now = vec![true; slots];
@@ -145,8 +140,11 @@ impl Generation {
             guards,
             lifecycle.archiver_for(&config),
         );
-        for ti in 0..targets.len() {
-            runner.log_gating(ti);
+        // Forced deployments gate their slots from the start; detected ones log at detection.
+        for s in store.read().slots.iter() {
+            if let Some(why) = &s.not_applicable {
+                tracing::info!(check = %s.check.name, target = %s.target, reason = %why, "check skipped on this target");
+            }
         }
         for w in config.lint() {
             tracing::warn!(problem = %w, "SQL may not run on Redshift");
@@ -366,11 +364,6 @@ pub async fn run_once(config: Config, only: &[String]) -> Result<Vec<OnceLine>, 
         vec![None; n],
         lifecycle.archiver_for(&config),
     );
-    for (ti, t) in config.targets.iter().enumerate() {
-        if let Some(d) = t.deployment {
-            store.set_deployment(ti, d);
-        }
-    }
     let slots: Vec<usize> = store
         .read()
         .slots

@@ -350,16 +350,27 @@ fn check_config(a: ConfigArgs) -> ExitCode {
                     "{}, timeout {}{}",
                     c.schedule,
                     humantime::format_duration(c.timeout),
-                    match c.deployments.as_slice() {
-                        [only] => format!(
+                    if c.deployments.len() < crate::config::Deployment::ALL.len() {
+                        format!(
                             " (only if the target is {}; skipped otherwise)",
-                            only.as_str()
-                        ),
-                        _ => String::new(),
+                            c.deployments
+                                .iter()
+                                .map(|d| d.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        )
+                    } else {
+                        String::new()
                     }
                 ),
             };
-            println!("  check {}: {runs}", c.name);
+            // What the user must be able to read; detection skips the check if it cannot.
+            let reads = crate::lint::system_relations(&c.query);
+            if reads.is_empty() {
+                println!("  check {}: {runs}", c.name);
+            } else {
+                println!("  check {}: {runs}; reads {}", c.name, reads.join(", "));
+            }
         }
     }
     ExitCode::SUCCESS

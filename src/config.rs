@@ -79,19 +79,40 @@ impl SslMode {
     }
 }
 
-/// Which kind of Redshift a target is, or should be assumed to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which kind of Redshift a target is, or should be assumed to be: what decides which of a
+/// pair of check variants (STL/STV-based or SYS-based) runs on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Deployment {
+    /// A provisioned cluster whose STL/STV/SVL/SVCS relations this user can read.
     Provisioned,
+    /// A Serverless workgroup (SYS_* and a few SVV views; STL/STV refuse with 42501).
     Serverless,
+    /// A provisioned cluster that offers this user only the SYS_* views: a Multi-AZ cluster
+    /// (which has no other monitoring views), or one whose user may not read STL/STV.
+    MultiAz,
+    /// Not Redshift (no Redshift system relation exists): plain PostgreSQL and the like.
+    Postgres,
 }
 
 impl Deployment {
+    pub const ALL: [Deployment; 4] = [
+        Deployment::Provisioned,
+        Deployment::Serverless,
+        Deployment::MultiAz,
+        Deployment::Postgres,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Deployment::Provisioned => "provisioned",
             Deployment::Serverless => "serverless",
+            Deployment::MultiAz => "multi_az",
+            Deployment::Postgres => "postgres",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Deployment> {
+        Deployment::ALL.into_iter().find(|d| d.as_str() == name)
     }
 }
 
@@ -759,16 +780,19 @@ impl Validator<'_> {
         }
         let deployment = match self.opt_string(&p("deployment"), &t.deployment).as_deref() {
             None | Some("auto") => None,
-            Some("provisioned") => Some(Deployment::Provisioned),
-            Some("serverless") => Some(Deployment::Serverless),
-            Some(other) => {
-                self.problem(
-                    p("deployment"),
-                    t.deployment.as_ref().map(|s| s.span().start),
-                    format!("\"{other}\" is not one of auto, provisioned, serverless"),
-                );
-                None
-            }
+            Some(name) => match Deployment::from_name(name) {
+                Some(d) => Some(d),
+                None => {
+                    self.problem(
+                        p("deployment"),
+                        t.deployment.as_ref().map(|s| s.span().start),
+                        format!(
+                            "\"{name}\" is not one of auto, provisioned, serverless, multi_az, postgres"
+                        ),
+                    );
+                    None
+                }
+            },
         };
         let application_name = self
             .opt_string(&p("application_name"), &t.application_name)
@@ -1062,18 +1086,20 @@ impl Validator<'_> {
             }
         };
         let deployments = match &c.deployment {
-            None => vec![Deployment::Provisioned, Deployment::Serverless],
+            None => Deployment::ALL.to_vec(),
             Some(list) => {
                 let mut out = Vec::new();
                 for (j, d) in list.iter().enumerate() {
                     let dp = format!("{base}.deployment[{j}]");
-                    match self.string(&dp, d).as_str() {
-                        "provisioned" => out.push(Deployment::Provisioned),
-                        "serverless" => out.push(Deployment::Serverless),
-                        other => self.problem(
+                    let name = self.string(&dp, d);
+                    match Deployment::from_name(&name) {
+                        Some(d) => out.push(d),
+                        None => self.problem(
                             &dp,
                             Some(d.span().start),
-                            format!("\"{other}\" is not one of provisioned, serverless"),
+                            format!(
+                                "\"{name}\" is not one of provisioned, serverless, multi_az, postgres"
+                            ),
                         ),
                     }
                 }
@@ -1081,7 +1107,7 @@ impl Validator<'_> {
                     self.problem(
                         p("deployment"),
                         Some(start),
-                        "must name provisioned, serverless or both",
+                        "must name at least one of provisioned, serverless, multi_az, postgres",
                     );
                 }
                 out

@@ -18,9 +18,11 @@ use deadpool_postgres::{
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{Deployment, SslMode, TargetConfig};
+use crate::capability::Access;
+use crate::config::{SslMode, TargetConfig};
 
 /// Why a check run failed; a small closed set, used as the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,29 +228,52 @@ impl Target {
         }
     }
 
-    /// Asks the server which kind of Redshift it is: provisioned clusters have the STV
-    /// tables, Serverless workgroups do not. Returns `Err` when no session could be had.
-    pub async fn detect_deployment(&self, deadline: Duration) -> Result<Deployment, CheckError> {
-        let client = get_client(&self.pool, deadline).await?;
-        let probe = client.simple_query("SELECT 1 FROM stv_partitions LIMIT 1");
-        match tokio::time::timeout(deadline, probe).await {
-            Ok(Ok(_)) => Ok(Deployment::Provisioned),
-            // The relation exists but we may not read it: provisioned, missing a grant.
-            Ok(Err(e))
-                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
-            {
-                tracing::warn!(
-                    target = %self.config.name,
-                    "stv_partitions exists but is not readable: provisioned cluster; grant SELECT on it (see docs/checks.md) or set deployment in the target"
-                );
-                Ok(Deployment::Provisioned)
+    /// A session for detection probes, taken from the pool within `deadline`.
+    pub async fn session(&self, deadline: Duration) -> Result<Session<'_>, CheckError> {
+        Ok(Session {
+            target: self,
+            client: get_client(&self.pool, deadline).await?,
+        })
+    }
+}
+
+/// One pooled session used to ask what the user may read (`detect`).
+pub struct Session<'a> {
+    target: &'a Target,
+    client: deadpool_postgres::Object,
+}
+
+impl Session<'_> {
+    /// Reads one row of `relation` (a plain lower-case name) within `deadline`: readable,
+    /// refused (42501) or missing (42P01). Any other outcome — a lost session, a timeout, an
+    /// unexpected error — is an `Err`, never an answer (the caller must not decide on it).
+    pub async fn probe(&self, relation: &str, deadline: Duration) -> Result<Access, CheckError> {
+        if relation.is_empty()
+            || !relation
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(CheckError::new(
+                ErrorKind::Query,
+                format!("not a relation name: {relation:?}"),
+            ));
+        }
+        let sql = format!("SELECT 1 FROM {relation} LIMIT 1");
+        let token = self.client.cancel_token();
+        match tokio::time::timeout(deadline, self.client.simple_query(&sql)).await {
+            Ok(Ok(_)) => Ok(Access::Readable),
+            Ok(Err(e)) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                Ok(Access::Refused)
             }
-            Ok(Err(e)) if e.as_db_error().is_some() => Ok(Deployment::Serverless),
+            Ok(Err(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Access::Missing),
             Ok(Err(e)) => Err(classify_query_error(&e)),
-            Err(_) => Err(CheckError::new(
-                ErrorKind::Timeout,
-                "deployment probe timed out",
-            )),
+            Err(_) => {
+                let _ = self.target.cancel(&token).await;
+                Err(CheckError::new(
+                    ErrorKind::Timeout,
+                    format!("probing {relation} timed out"),
+                ))
+            }
         }
     }
 }
@@ -260,6 +285,11 @@ impl Target {
 pub const QUERY_GROUP: &str = "redshift_exporter";
 
 async fn identify_session(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    // GETDATE() follows the session time zone while system tables hold UTC: a user whose
+    // default time zone is not UTC would shift every time window of the pack (AWS, GETDATE
+    // function: "in the current session time zone (UTC by default)"). Both Redshift and
+    // PostgreSQL accept this.
+    client.simple_query("SET timezone TO 'UTC'").await?;
     let rows = client.simple_query("SELECT version()").await?;
     let is_redshift = rows.iter().any(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) => {

@@ -39,10 +39,11 @@ pub enum DemoError {
     Exporter(#[from] app::StartupError),
 }
 
-/// The demo's two targets: (target name, database, flavour).
-const TARGETS: [(&str, &str, Variant); 2] = [
+/// The demo's targets, one per emulated deployment: (target name, database, flavour).
+const TARGETS: [(&str, &str, Variant); 3] = [
     ("provisioned", "redshift_provisioned", Variant::Provisioned),
     ("serverless", "redshift_serverless", Variant::Serverless),
+    ("multi_az", "redshift_multi_az", Variant::MultiAz),
 ];
 
 /// Runs the demo until `shutdown` fires.
@@ -77,15 +78,14 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
     let config = demo_config(port, &archive, &options.listen_address)?;
     println!();
     println!(
-        "Redshift emulation (every catalogued incident seeded), PostgreSQL on 127.0.0.1:{port}:"
+        "Redshift emulation (every catalogued incident seeded), PostgreSQL on 127.0.0.1:{port}, \
+         monitoring user {}:",
+        emulation::MONITOR_ROLE
     );
     for (target, database, variant) in TARGETS {
         println!(
             "  target {target:<12} {:<12} {}",
-            match variant {
-                Variant::Provisioned => "provisioned",
-                Variant::Serverless => "serverless",
-            },
+            variant.as_str(),
             cluster.url(database)
         );
     }
@@ -134,7 +134,8 @@ fn demo_config(port: u16, archive: &std::path::Path, listen: &str) -> Result<Con
     let env = |k: &str| match k {
         "REDSHIFT_HOST" => Some("127.0.0.1".to_string()),
         "REDSHIFT_PORT" => Some(port_text.clone()),
-        "REDSHIFT_USER" => Some("postgres".to_string()),
+        // A least-privilege monitoring user (granted sys:monitor), as in production.
+        "REDSHIFT_USER" => Some(emulation::MONITOR_ROLE.to_string()),
         "REDSHIFT_PASSWORD" => Some(String::new()),
         "REDSHIFT_DATABASE" => Some(TARGETS[0].1.to_string()),
         _ => None,
@@ -172,12 +173,18 @@ fn demo_config(port: u16, archive: &std::path::Path, listen: &str) -> Result<Con
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_shipped_pack_becomes_a_two_target_demo() {
+    fn the_shipped_pack_becomes_a_target_per_deployment_demo() {
         let dir = std::path::Path::new("/nonexistent");
         let c = super::demo_config(5432, dir, "127.0.0.1:9439").unwrap();
-        assert_eq!(c.targets.len(), 2);
-        assert!(c.checks.iter().all(|ch| ch.targets == vec![0, 1]));
+        assert_eq!(c.targets.len(), 3);
+        assert!(c.checks.iter().all(|ch| ch.targets == vec![0, 1, 2]));
         assert_eq!(c.targets[1].database, "redshift_serverless");
+        assert_eq!(c.targets[2].database, "redshift_multi_az");
+        assert!(
+            c.targets
+                .iter()
+                .all(|t| t.user == crate::emulation::MONITOR_ROLE)
+        );
         assert!(
             c.lint().is_empty(),
             "the shipped pack has Redshift dialect warnings: {:?}",

@@ -490,6 +490,33 @@ fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     }
     out.push(up);
 
+    // What detection decided (or the configuration forced); absent until it is known.
+    let mut target_info = family(
+        "redshift_exporter_target_info",
+        "What the exporter decided about a target: its deployment, the system relation families its user can read (comma-separated; \"configured\" when the deployment was set rather than detected); the value is always 1.",
+        MetricType::GAUGE,
+    );
+    for t in &st.targets {
+        if let Some(c) = &t.capabilities {
+            let families = if c.forced {
+                "configured".to_string()
+            } else {
+                c.readable_families().join(",")
+            };
+            target_info.mut_metric().push(gauge(
+                &[
+                    ("target", &t.name),
+                    ("deployment", c.deployment.as_str()),
+                    ("families", &families),
+                ],
+                1.0,
+            ));
+        }
+    }
+    if !target_info.get_metric().is_empty() {
+        out.push(target_info);
+    }
+
     let mut info = family(
         "redshift_exporter_build_info",
         "Build information; the value is always 1.",

@@ -358,20 +358,30 @@ fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String
         "<p class=\"muted\">version {}</p>",
         env!("CARGO_PKG_VERSION")
     );
-    h.push_str("<h2>Targets</h2><table><tr><th>Target</th><th>Up</th><th>Deployment</th></tr>");
+    h.push_str(
+        "<h2>Targets</h2><table><tr><th>Target</th><th>Up</th><th>Deployment</th>\
+         <th>Readable families</th></tr>",
+    );
     for t in &st.targets {
         let up = match t.up {
             Some(true) => "<span class=\"ok\">up</span>",
             Some(false) => "<span class=\"fail\">down</span>",
             None => "<span class=\"muted\">not tried yet</span>",
         };
-        let dep = t
-            .deployment
-            .map(|d| d.as_str())
-            .unwrap_or("not detected yet");
+        let (dep, families) = match &t.capabilities {
+            Some(c) if c.forced => (
+                format!("{} (configured)", c.deployment.as_str()),
+                "not probed".to_string(),
+            ),
+            Some(c) => (
+                c.deployment.as_str().to_string(),
+                c.readable_families().join(", "),
+            ),
+            None => ("not detected yet".to_string(), String::new()),
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{up}</td><td>{dep}</td></tr>",
+            "<tr><td>{}</td><td>{up}</td><td>{dep}</td><td>{families}</td></tr>",
             esc(&t.name)
         );
     }

@@ -8,11 +8,13 @@
 
 pub mod app;
 pub mod archive;
+pub mod capability;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod detect;
 pub mod emulation;
 pub mod exposition;
 pub mod http;

@@ -277,6 +277,38 @@ fn normalize(sql: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Prefixes of Redshift's system relations (AWS: STL, STV, SVL, SVCS, SVV and SYS views).
+const SYSTEM_PREFIXES: [&str; 6] = ["stl_", "stv_", "svl_", "svcs_", "svv_", "sys_"];
+
+/// The Redshift system relations a query names (lower-case, sorted, each once), outside
+/// comments and string literals: what the user must be able to read for the query to run.
+pub fn system_relations(sql: &str) -> Vec<String> {
+    let t = normalize(sql);
+    let b = t.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts_word = i == 0 || !is_ident(b[i - 1]);
+        if starts_word && SYSTEM_PREFIXES.iter().any(|p| t[i..].starts_with(p)) {
+            let end = b[i..]
+                .iter()
+                .position(|&c| !is_ident(c))
+                .map_or(b.len(), |n| i + n);
+            let name = &t[i..end];
+            // A quoted literal's text is blanked to x's, and a name right before `(` is a
+            // function, not a relation.
+            if !t[end..].trim_start().starts_with('(') && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Byte offset of a `;` that is followed by more SQL, if `sql` holds more than one statement.
 ///
 /// A check runs in a `READ ONLY` transaction with the simple query protocol, which accepts
@@ -494,5 +526,17 @@ mod tests {
         let f = lint("SELECT a,\n  b\nFROM t\nWHERE c < now()");
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].line, 3);
+    }
+
+    #[test]
+    fn system_relations_are_found_outside_comments_and_strings() {
+        let sql = "SELECT s.x FROM stv_partitions p -- stl_not_this\n\
+                   JOIN pg_catalog.SYS_QUERY_HISTORY h ON 'stl_nor_this' = h.y\n\
+                   JOIN stv_partitions q ON true /* svv_nope */ WHERE my_stl_x = 1 AND sys_fn(1) > 0";
+        assert_eq!(
+            system_relations(sql),
+            ["stv_partitions", "sys_query_history"]
+        );
+        assert!(system_relations("SELECT 1 FROM pg_stat_activity").is_empty());
     }
 }

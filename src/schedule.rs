@@ -23,9 +23,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::archive::{Archiver, Episode, Feed};
+use crate::capability;
 use crate::check;
 use crate::config::{CheckConfig, Config, Schedule};
 use crate::db::{CheckError, ErrorKind, Target};
+use crate::detect::Detector;
 use crate::sample;
 use crate::snapshot::{RunRecord, Store};
 
@@ -72,8 +74,8 @@ pub struct Runner {
     writes: TaskTracker,
     /// Set when shutdown began; no new runs start after it.
     stopping: AtomicBool,
-    /// Guards flavour detection so only one run per target probes at a time.
-    detecting: Vec<tokio::sync::Mutex<()>>,
+    /// Detects what each target's user may read, one detection per target at a time.
+    detector: Detector,
 }
 
 /// Clears an overlap guard when dropped.
@@ -122,10 +124,7 @@ impl Runner {
     ) -> Arc<Self> {
         let (running, last_start) = carried.into_iter().map(|g| g.unwrap_or_default()).unzip();
         Arc::new(Runner {
-            detecting: targets
-                .iter()
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            detector: Detector::new(targets.len()),
             config,
             targets,
             store,
@@ -198,23 +197,31 @@ impl Runner {
             let started = SystemTime::now();
             let t0 = Instant::now();
 
-            // Which flavour is this target? Detected once, at the first successful connect.
-            let deployment = self.store.read().targets[target_index].deployment;
-            // Which flavour is this target? Detected once, at the first successful connect;
-            // a target that cannot be reached fails this run with that cause.
-            let detected = match deployment {
-                Some(d) => Ok(d),
-                None => self.detect(target_index, check.timeout).await,
+            // What may this target's user read? Detected at the first successful connect (and
+            // again after an outage); a target that cannot be reached fails this run with
+            // that cause. A check the last answer rules out is skipped without asking again.
+            let stale = {
+                let st = self.store.read();
+                let t = &st.targets[target_index];
+                t.capabilities.clone().filter(|_| t.redetect)
             };
-            if let Ok(d) = detected {
-                if !check.applies_to(d) {
-                    return Report {
-                        slot,
-                        duration: Duration::ZERO,
-                        rows: 0,
-                        outcome: Ok(None),
-                        archive: None,
-                    };
+            let skip = Report {
+                slot,
+                duration: Duration::ZERO,
+                rows: 0,
+                outcome: Ok(None),
+                archive: None,
+            };
+            if stale.is_some_and(|c| capability::applicability(&check, &c).is_some()) {
+                return skip;
+            }
+            let detected = self
+                .detector
+                .capabilities(target_index, &target, &self.store, check.timeout)
+                .await;
+            if let Ok(c) = &detected {
+                if capability::applicability(&check, c).is_some() {
+                    return skip;
                 }
             }
 
@@ -369,34 +376,6 @@ impl Runner {
             result.ok()
         });
         (tx, handle)
-    }
-
-    /// Detects the target's flavour once; `Err` when the database cannot be reached now.
-    async fn detect(
-        &self,
-        target_index: usize,
-        deadline: Duration,
-    ) -> Result<crate::config::Deployment, CheckError> {
-        let _guard = self.detecting[target_index].lock().await;
-        if let Some(d) = self.store.read().targets[target_index].deployment {
-            return Ok(d);
-        }
-        let target = &self.targets[target_index];
-        let d = target.detect_deployment(deadline).await?;
-        tracing::info!(target = %target.config.name, deployment = d.as_str(), "detected deployment");
-        self.store.set_deployment(target_index, d);
-        self.log_gating(target_index);
-        Ok(d)
-    }
-
-    /// Logs which checks a target runs and which it skips, and why.
-    pub fn log_gating(&self, target_index: usize) {
-        let st = self.store.read();
-        for s in st.slots.iter().filter(|s| s.target_index == target_index) {
-            if let Some(why) = &s.not_applicable {
-                tracing::info!(check = %s.check.name, target = %s.target, reason = %why, "check skipped on this target");
-            }
-        }
     }
 
     /// After a reload: lets in-flight runs finish on their own deadlines (they record into

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{CheckConfig, Config, Deployment};
+use crate::capability::{self, Capabilities};
+use crate::config::{CheckConfig, Config};
 use crate::db::{CheckError, ErrorKind};
 use crate::sample::{SampleError, Samples};
 
@@ -97,7 +98,12 @@ pub struct TargetState {
     pub name: Arc<str>,
     /// `None` until the first connection attempt.
     pub up: Option<bool>,
-    pub deployment: Option<Deployment>,
+    /// What the target's user can read and the deployment that makes it: from the
+    /// configuration when forced, else detected at the first successful connect.
+    pub capabilities: Option<Arc<Capabilities>>,
+    /// Set when the target went down after detection: the next run detects again (a restored
+    /// snapshot or a changed grant may answer differently), keeping the old answer meanwhile.
+    pub redetect: bool,
 }
 
 /// Everything the readers see.
@@ -158,6 +164,17 @@ impl ReloadStatus {
     }
 }
 
+/// Marks each slot of `target` with why it cannot run there, from the target's capabilities
+/// (slots of a target not yet detected are left as they are).
+fn gate(s: &mut State, target: usize) {
+    let Some(caps) = s.targets[target].capabilities.clone() else {
+        return;
+    };
+    for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
+        sl.not_applicable = capability::applicability(&sl.check, &caps);
+    }
+}
+
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -173,7 +190,8 @@ impl Store {
             .map(|t| TargetState {
                 name: Arc::from(t.name.as_str()),
                 up: None,
-                deployment: t.deployment,
+                capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
+                redetect: false,
             })
             .collect();
         let mut slots = Vec::new();
@@ -192,8 +210,13 @@ impl Store {
                 });
             }
         }
+        let mut state = State { slots, targets };
+        // Forced deployments gate their slots from the start.
+        for ti in 0..state.targets.len() {
+            gate(&mut state, ti);
+        }
         Store {
-            state: RwLock::new(State { slots, targets }),
+            state: RwLock::new(state),
             generation: AtomicU64::new(1),
             successor: OnceLock::new(),
         }
@@ -211,7 +234,11 @@ impl Store {
             for (oi, t) in old_state.targets.iter().enumerate() {
                 if let Some(ni) = kept_targets[oi] {
                     new.targets[ni].up = t.up;
-                    new.targets[ni].deployment = new.targets[ni].deployment.or(t.deployment);
+                    // A forced deployment in the new configuration wins over a detected one.
+                    if new.targets[ni].capabilities.is_none() {
+                        new.targets[ni].capabilities = t.capabilities.clone();
+                        new.targets[ni].redetect = t.redetect;
+                    }
                 }
             }
             for (oi, o) in old_state.slots.iter().enumerate() {
@@ -234,6 +261,12 @@ impl Store {
                     n.not_applicable = o.not_applicable.clone();
                     mapping[oi] = Some(ni);
                 }
+            }
+            // New and changed checks on a target whose capabilities are known are gated now,
+            // not at their first run: otherwise a check that cannot run there would never be
+            // marked skipped, and readiness would wait for it forever.
+            for ti in 0..new.targets.len() {
+                gate(new, ti);
             }
         });
         mapping
@@ -313,6 +346,10 @@ impl Store {
                     sl.counters.errors[ki] += 1;
                     if err.kind.target_down() {
                         s.targets[target_index].up = Some(false);
+                        let t = &mut s.targets[target_index];
+                        if t.capabilities.as_ref().is_some_and(|c| !c.forced) {
+                            t.redetect = true;
+                        }
                     } else if matches!(err.kind, ErrorKind::Query | ErrorKind::Columns) {
                         s.targets[target_index].up = Some(true);
                     }
@@ -347,21 +384,12 @@ impl Store {
         });
     }
 
-    /// Records a target's detected flavour and marks the checks that do not apply.
-    pub fn set_deployment(&self, target: usize, d: Deployment) {
+    /// Records what a target's user can read and marks the checks that cannot run there.
+    pub fn set_capabilities(&self, target: usize, caps: Arc<Capabilities>) {
         self.write(|s| {
-            s.targets[target].deployment = Some(d);
-            for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
-                sl.not_applicable = (!sl.check.applies_to(d)).then(|| {
-                    let wants: Vec<&str> =
-                        sl.check.deployments.iter().map(|d| d.as_str()).collect();
-                    format!(
-                        "check applies to {}; target is {}",
-                        wants.join(" and "),
-                        d.as_str()
-                    )
-                });
-            }
+            s.targets[target].capabilities = Some(caps);
+            s.targets[target].redetect = false;
+            gate(s, target);
         });
     }
 

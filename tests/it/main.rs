@@ -7,6 +7,7 @@ mod archive;
 mod archive_lifecycle;
 mod cli;
 mod demo;
+mod detection;
 mod docs;
 mod endpoints;
 mod hardening_faults;

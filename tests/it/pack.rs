@@ -1,8 +1,12 @@
 //! The shipped Redshift check pack (`checks.toml`) against the Redshift emulation, through the
-//! real daemon: one target per run of `tests/fixtures/redshift/expectations.toml` (provisioned
-//! and Serverless, healthy and with every catalogued incident), flavour detected at connect.
-//! Every `[[expect]]`, `[[rows]]` and `[[skipped]]` entry must hold on `/metrics`, every check
-//! that applies must succeed, and the exposition must pass `promtool check metrics`.
+//! real daemon: one target per run of `tests/fixtures/redshift/expectations.toml` (provisioned,
+//! Serverless and Multi-AZ, healthy and with every catalogued incident), deployment detected at
+//! connect from what the user may read. Every `[[expect]]`, `[[rows]]` and `[[skipped]]` entry
+//! must hold on `/metrics`, every check that applies must succeed, and the exposition must pass
+//! `promtool check metrics`. The pack runs as the least-privilege monitoring role the
+//! emulation creates (granted `sys:monitor`, as docs/checks.md tells operators), as a
+//! superuser (Serverless and Multi-AZ refuse even superusers), and as a user without
+//! `sys:monitor` (superuser-visible relations refused: those checks skip, naming the grant).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +36,8 @@ pub struct Run {
     pub name: String,
     variant: String,
     scenarios: Vec<String>,
+    /// Another run whose expectations hold here too, for the checks that run here.
+    expect_as: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,12 +73,20 @@ pub fn target_name(run: &str) -> String {
 }
 
 /// Loads the emulation into `db` exactly as `demo` does (same files, same order).
+pub async fn load_emulation(db: &TestDb, variant: Variant, scenarios: &[Scenario]) {
+    db.execute(&emulation::database_settings(&db.dbname)).await;
+    for (name, sql) in emulation::scripts(variant, scenarios) {
+        let client = db.connect().await;
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("loading {name} into {}: {e:?}", db.dbname));
+    }
+}
+
 async fn load(db: &TestDb, run: &Run) {
-    let variant = match run.variant.as_str() {
-        "provisioned" => Variant::Provisioned,
-        "serverless" => Variant::Serverless,
-        other => panic!("unknown variant {other}"),
-    };
+    let variant = Variant::from_name(&run.variant)
+        .unwrap_or_else(|| panic!("unknown variant {}", run.variant));
     let scenarios: Vec<Scenario> = run
         .scenarios
         .iter()
@@ -82,14 +96,7 @@ async fn load(db: &TestDb, run: &Run) {
             other => panic!("unknown scenario {other}"),
         })
         .collect();
-    db.execute(&emulation::database_settings(&db.dbname)).await;
-    for (name, sql) in emulation::scripts(variant, &scenarios) {
-        let client = db.connect().await;
-        client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("loading {name} for {}: {e:?}", run.name));
-    }
+    load_emulation(db, variant, &scenarios).await;
 }
 
 /// The shipped pack with its one `[targets.main]` replaced by one target per run.
@@ -151,14 +158,26 @@ pub struct PackDaemon {
     pub _work: WorkDir,
 }
 
+/// The pack daemon, connecting to every database as the emulation's monitoring role.
 pub async fn start_pack_daemon() -> PackDaemon {
-    let exp: Expectations = toml::from_str(EXPECTATIONS).expect("expectations.toml parses");
+    start_pack_daemon_as(Some(emulation::MONITOR_ROLE), |_| true).await
+}
+
+/// The pack daemon on the runs `pick` selects, connecting as `user` (`None`: the superuser the
+/// harness loads the emulation with).
+pub async fn start_pack_daemon_as(user: Option<&str>, pick: impl Fn(&Run) -> bool) -> PackDaemon {
+    let mut exp: Expectations = toml::from_str(EXPECTATIONS).expect("expectations.toml parses");
+    exp.run.retain(|r| pick(r));
     let work = WorkDir::new();
     let mut targets = String::new();
     for run in &exp.run {
-        let db = pg::database().await;
+        let mut db = pg::database().await;
         load(&db, run).await;
-        // deployment = auto: the flavour is detected at connect, as on a real cluster.
+        if let Some(u) = user {
+            db.user = u.to_string();
+            db.password = Some(u.to_string());
+        }
+        // deployment = auto: detected at connect, as on a real cluster.
         targets.push_str(&db.target_toml(
             &target_name(&run.name),
             "deployment = \"auto\"\nconnect_timeout = \"5s\"\npool_size = 4",
@@ -248,15 +267,34 @@ fn metrics_used_by_dashboards_and_rules() -> Vec<(String, String)> {
     names
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
-    let PackDaemon {
-        mut daemon,
-        exp,
-        _work,
-    } = start_pack_daemon().await;
+/// The check that produces each metric of the pack, to tell which expectations of an
+/// `expect_as` run apply to a run where some checks do not run.
+fn metric_owners() -> BTreeMap<String, String> {
+    let config = redshift_exporter::config::parse(PACK, |_| Some("1".into())).expect("pack parses");
+    let mut owners = BTreeMap::new();
+    for c in &config.checks {
+        for v in &c.values {
+            owners.insert(v.metric.clone(), c.name.clone());
+        }
+    }
+    owners
+}
+
+/// Families the monitoring role reads on each variant (as redshift_exporter_target_info says).
+fn expected_families(variant: &str) -> &'static str {
+    match variant {
+        "provisioned" => "stl,svv,sys",
+        "serverless" => "svv,sys",
+        "multi_az" => "sys",
+        other => panic!("unknown variant {other}"),
+    }
+}
+
+/// Every expectation of expectations.toml for the runs the daemon serves, as failure lines.
+async fn verify_pack(daemon: &mut Daemon, exp: &Expectations) -> Vec<String> {
     let m: Metrics = daemon.metrics().await;
     let mut failures = Vec::new();
+    let owners = metric_owners();
 
     // Every check that applies succeeded; every check that does not was skipped, not run.
     let pack_checks: Vec<String> = PACK
@@ -270,14 +308,16 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
         "pack has {} checks",
         pack_checks.len()
     );
+    let skipped_on = |variant: &str| -> Vec<&String> {
+        exp.skipped
+            .iter()
+            .filter(|s| s.variant == variant)
+            .flat_map(|s| &s.checks)
+            .collect()
+    };
     for run in &exp.run {
         let t = target_name(&run.name);
-        let skipped: Vec<&String> = exp
-            .skipped
-            .iter()
-            .filter(|s| s.variant == run.variant)
-            .flat_map(|s| &s.checks)
-            .collect();
+        let skipped = skipped_on(&run.variant);
         for check in &pack_checks {
             let success = m.get(names::SUCCESS, &[("target", &t), ("check", check)]);
             match (skipped.contains(&check), success) {
@@ -289,15 +329,46 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
                 (false, other) => failures.push(format!("{t}: {check} success = {other:?}")),
             }
         }
+        // What detection decided is exported.
+        let info = m.find(
+            "redshift_exporter_target_info",
+            &[("target", &t), ("deployment", &run.variant)],
+        );
+        match info.as_slice() {
+            [s] if s.labels.get("families").map(String::as_str)
+                == Some(expected_families(&run.variant)) => {}
+            other => failures.push(format!(
+                "{t}: target_info {other:?}, expected deployment {} families {}",
+                run.variant,
+                expected_families(&run.variant)
+            )),
+        }
     }
 
-    for e in &exp.expect {
-        let t = target_name(&e.run);
+    // The expectations of each run, and of the run it borrows them from (for checks it runs).
+    let mut expects: Vec<(String, &Expect)> = Vec::new();
+    let mut rows: Vec<(String, &Rows)> = Vec::new();
+    for run in &exp.run {
+        let skipped = skipped_on(&run.variant);
+        let runs_here = |check: Option<&String>| check.is_some_and(|c| !skipped.contains(&c));
+        let source = run.expect_as.as_deref().unwrap_or(&run.name);
+        for e in exp.expect.iter().filter(|e| e.run == source) {
+            if run.expect_as.is_none() || runs_here(owners.get(&e.metric)) {
+                expects.push((target_name(&run.name), e));
+            }
+        }
+        for r in exp.rows.iter().filter(|r| r.run == source) {
+            if run.expect_as.is_none() || runs_here(Some(&r.check)) {
+                rows.push((target_name(&run.name), r));
+            }
+        }
+    }
+    for (t, e) in &expects {
         let all = e.series.as_deref() == Some("all");
         let found: Vec<&Sample> = m
             .samples
             .iter()
-            .filter(|s| s.name == e.metric && matches_labels(s, &t, &e.labels, !all))
+            .filter(|s| s.name == e.metric && matches_labels(s, t, &e.labels, !all))
             .collect();
         let what = format!("{t}: {}{:?}", e.metric, e.labels);
         if e.absent {
@@ -319,9 +390,7 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
             }
         }
     }
-
-    for r in &exp.rows {
-        let t = target_name(&r.run);
+    for (t, r) in &rows {
         let e = Expect {
             run: r.run.clone(),
             metric: names::ROWS.into(),
@@ -332,7 +401,7 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
             series: None,
             absent: false,
         };
-        match m.get(names::ROWS, &[("target", &t), ("check", &r.check)]) {
+        match m.get(names::ROWS, &[("target", t), ("check", &r.check)]) {
             None => failures.push(format!("{t}: no row count for {}", r.check)),
             Some(v) => {
                 if let Err(why) = check_value(&e, v) {
@@ -341,6 +410,53 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
             }
         }
     }
+    // Borrowed expectations must not be vacuous.
+    for run in exp.run.iter().filter(|r| r.expect_as.is_some()) {
+        let t = target_name(&run.name);
+        let n = expects.iter().filter(|(et, _)| *et == t).count();
+        if n < 10 {
+            failures.push(format!("{t}: only {n} expectations apply"));
+        }
+    }
+
+    // The exporter logged the detected deployment of every target.
+    for run in &exp.run {
+        let t = target_name(&run.name);
+        let detected = daemon
+            .logs_with_message("detected deployment")
+            .iter()
+            .any(|l| l.has("target", &t) && l.has("deployment", &run.variant));
+        if !detected {
+            failures.push(format!(
+                "{t}: no \"detected deployment\" log line for {}",
+                run.variant
+            ));
+        }
+    }
+    // The full pack's exposition is valid for Prometheus.
+    crate::support::prom::promtool_check(&m.text);
+    failures
+}
+
+fn assert_no_failures(failures: &[String], exp: &Expectations) {
+    assert!(
+        failures.is_empty(),
+        "{} of {} expectations failed:\n{}",
+        failures.len(),
+        exp.expect.len() + exp.rows.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_pack_as_a_monitoring_user_reports_every_incident_on_every_deployment() {
+    let PackDaemon {
+        mut daemon,
+        exp,
+        _work,
+    } = start_pack_daemon().await;
+    let m: Metrics = daemon.metrics().await;
+    let mut failures = verify_pack(&mut daemon, &exp).await;
 
     // No dangling panel, no dead rule: every metric a dashboard or an alert uses is exposed.
     let used = metrics_used_by_dashboards_and_rules();
@@ -357,37 +473,102 @@ async fn shipped_pack_reports_every_seeded_incident_on_both_flavours() {
         }
     }
 
-    // The landing page says which checks each target skips, and why.
+    // The landing page says what each target is and which checks it skips, and why.
     let page = daemon.get("/").await.body;
-    assert!(
-        page.contains("check applies to provisioned; target is serverless"),
-        "landing page lacks skip reasons"
-    );
-    // The exporter logged the detected flavour of every target.
-    for run in &exp.run {
-        let t = target_name(&run.name);
-        let detected = daemon
-            .logs_with_message("detected deployment")
-            .iter()
-            .any(|l| l.has("target", &t) && l.has("deployment", &run.variant));
-        if !detected {
-            failures.push(format!(
-                "{t}: no \"detected deployment\" log line for {}",
-                run.variant
-            ));
+    for want in [
+        "check applies to provisioned; target is serverless",
+        "check applies to provisioned and serverless; target is multi_az",
+        "multi_az",
+        "stl, svv, sys",
+    ] {
+        if !page.contains(want) {
+            failures.push(format!("landing page lacks {want:?}"));
         }
     }
+    // Multi-AZ: the log says once that STL/STV is closed and what would open it.
+    let advice = daemon.log_text();
+    let stl_advice = advice
+        .lines()
+        .filter(|l| {
+            l.contains("multi_az_healthy") && l.contains("STL/STV/SVL/SVCS relations are refused")
+        })
+        .count();
+    if stl_advice != 1 {
+        failures.push(format!(
+            "multi_az_healthy: STL advice logged {stl_advice} times"
+        ));
+    }
+    assert_no_failures(&failures, &exp);
+    daemon.sigterm();
+    daemon.wait_exit(secs(30)).await;
+}
 
+/// Serverless and Multi-AZ refuse STL/STV even to superusers, so a superuser's target is
+/// detected the same way and runs the same checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_pack_as_superuser_detects_the_same_deployments() {
+    let PackDaemon {
+        mut daemon,
+        exp,
+        _work,
+    } = start_pack_daemon_as(None, |r| r.name.ends_with("incidents")).await;
+    assert_eq!(exp.run.len(), 3);
+    let failures = verify_pack(&mut daemon, &exp).await;
+    assert_no_failures(&failures, &exp);
+    daemon.sigterm();
+    daemon.wait_exit(secs(30)).await;
+}
+
+/// A provisioned user without sys:monitor (SYSLOG ACCESS UNRESTRICTED at most) may read the
+/// relations visible to all users: those checks run; the ones reading superuser-visible
+/// relations are skipped, each naming the relation and the grant, instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superuser_visible_relations_refused_skip_their_checks_with_the_grant() {
+    let PackDaemon {
+        mut daemon,
+        exp,
+        _work,
+    } = start_pack_daemon_as(Some(emulation::SYSLOG_ROLE), |r| {
+        r.name == "provisioned-incidents"
+    })
+    .await;
+    let m = daemon.metrics().await;
+    let t = "provisioned_incidents";
+    for check in [
+        "disk",
+        "wlm_queue",
+        "queued",
+        "commit_queue",
+        "table_health",
+        "concurrency_scaling",
+    ] {
+        assert_eq!(
+            m.get(names::SUCCESS, &[("target", t), ("check", check)]),
+            None,
+            "{check} must be skipped"
+        );
+    }
+    for check in [
+        "long_running",
+        "blocked_locks",
+        "qmr_actions",
+        "query_outcomes",
+        "connections",
+    ] {
+        assert_eq!(
+            m.get(names::SUCCESS, &[("target", t), ("check", check)]),
+            Some(1.0),
+            "{check} must run"
+        );
+    }
+    let page = daemon.get("/").await.body;
     assert!(
-        failures.is_empty(),
-        "{} of {} expectations failed:\n{}",
-        failures.len(),
-        exp.expect.len() + exp.rows.len(),
-        failures.join("\n")
+        page.contains(
+            "needs stv_partitions, which this user may not read (42501); GRANT ROLE sys:monitor"
+        ),
+        "landing page lacks the grant hint"
     );
-
-    // The full pack's exposition is valid for Prometheus.
-    crate::support::prom::promtool_check(&m.text);
+    let _ = exp;
     daemon.sigterm();
     daemon.wait_exit(secs(30)).await;
 }
