@@ -1,6 +1,7 @@
 //! `redshift-exporter demo`: starts its own PostgreSQL with the Redshift emulation, serves the
-//! shipped pack's metrics for a provisioned and a Serverless target, and removes everything
-//! (server processes, data folder, archive) on Ctrl-C, exiting 0.
+//! shipped pack's metrics for a provisioned, a Serverless and a Multi-AZ target (as a
+//! least-privilege monitoring user), and removes everything (server processes, data folder,
+//! archive) on Ctrl-C, exiting 0.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -13,7 +14,7 @@ use crate::support::prom::Metrics;
 use crate::support::secs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_serves_both_flavours_and_cleans_up_on_ctrl_c() {
+async fn demo_serves_every_deployment_and_cleans_up_on_ctrl_c() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(BIN)
@@ -33,7 +34,7 @@ async fn demo_serves_both_flavours_and_cleans_up_on_ctrl_c() {
         }
     });
 
-    // It serves the pack's metrics for both flavours once every first run is done.
+    // It serves the pack's metrics for every deployment once every first run is done.
     let addr = listen.parse().unwrap();
     let deadline = Instant::now() + secs(60);
     let metrics = loop {
@@ -79,6 +80,17 @@ async fn demo_serves_both_flavours_and_cleans_up_on_ctrl_c() {
             )
             .is_empty()
     );
+    // ...and each target detected as what it emulates.
+    for t in ["provisioned", "serverless", "multi_az"] {
+        assert_eq!(
+            metrics.get(
+                "redshift_exporter_target_info",
+                &[("target", t), ("deployment", t)]
+            ),
+            Some(1.0),
+            "{t} not detected as {t}"
+        );
+    }
     let failed: Vec<String> = metrics
         .find("redshift_exporter_check_success", &[])
         .into_iter()

@@ -572,3 +572,48 @@ async fn superuser_visible_relations_refused_skip_their_checks_with_the_grant() 
     daemon.sigterm();
     daemon.wait_exit(secs(30)).await;
 }
+
+/// `once` with the shipped pack and `deployment = "auto"`, as the monitoring role, on each
+/// emulated deployment with its incidents: exit 0, every check either ran and returned rows or
+/// was skipped, and the skipped ones are exactly expectations.toml's list for that deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exits_0_with_rows_from_every_applicable_check_on_every_deployment() {
+    let exp: Expectations = toml::from_str(EXPECTATIONS).expect("expectations.toml parses");
+    for variant in Variant::ALL {
+        let mut db = pg::database().await;
+        load_emulation(&db, variant, &[Scenario::Healthy, Scenario::Incidents]).await;
+        db.user = emulation::MONITOR_ROLE.into();
+        let work = WorkDir::new();
+        let target = db.target_toml("main", "deployment = \"auto\"\nconnect_timeout = \"5s\"");
+        let config = work.write("checks.toml", &pack_config(&work, &target));
+        let out = crate::support::once(&config, &[]).await;
+        let v = variant.as_str();
+        assert_eq!(out.code, Some(0), "{v}: {}", out.dump());
+        let mut skipped: Vec<String> = Vec::new();
+        for line in out.stdout.lines() {
+            let check = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("check="))
+                .unwrap_or_default()
+                .to_string();
+            if line.starts_with("skip ") {
+                skipped.push(check);
+            } else {
+                assert!(
+                    line.starts_with("ok ") && !line.contains(" rows=0 "),
+                    "{v}: {line}\n{}",
+                    out.dump()
+                );
+            }
+        }
+        skipped.sort();
+        let mut want: Vec<String> = exp
+            .skipped
+            .iter()
+            .filter(|s| s.variant == v)
+            .flat_map(|s| s.checks.clone())
+            .collect();
+        want.sort();
+        assert_eq!(skipped, want, "{v}: skipped checks");
+    }
+}
