@@ -1516,7 +1516,7 @@ values = [{ column = "v", name = "same" }, { column = "w", name = "exporter_x" }
 
     #[test]
     fn lint_findings_point_at_the_line_in_the_file() {
-        let text = "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"a\"\nvalues = [\"v\"]\nquery = \"\"\"\nSELECT 1 AS v,\n  now() AS t\n\"\"\"\n";
+        let text = "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"a\"\nvalues = [\"v\"]\nquery = \"\"\"\nSELECT 1 AS v,\n  now() AS t FROM stv_slices\n\"\"\"\n";
         let c = parse(text, env).unwrap();
         let w = c.lint();
         assert_eq!(w.len(), 1, "{w:?}");

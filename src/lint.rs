@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn reports_the_line() {
-        let f = lint("SELECT a,\n  b\nFROM t\nWHERE c < now()");
+        let f = lint("SELECT a,\n  b\nFROM stl_query\nWHERE c < now()");
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].line, 3);
     }
