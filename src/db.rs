@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{Deployment, SslMode, TargetConfig};
+use crate::config::{Auth, Deployment, SslMode, TargetConfig};
 
 /// Why a check run failed; a small closed set, used as the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,8 +146,11 @@ impl Target {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
-        if let Some(pw) = &config.password {
-            pg.password(pw.expose());
+        match &config.auth {
+            Auth::Password(Some(pw)) => {
+                pg.password(pw.expose());
+            }
+            Auth::Password(None) => {}
         }
         let mgr_config = ManagerConfig {
             recycling_method: RecyclingMethod::Verified,

@@ -31,7 +31,7 @@ pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes
 pub use cron::parse_cron;
 pub use env::expand_env;
 pub use model::{
-    CheckConfig, Config, Deployment, ExporterConfig, Schedule, Secret, SslMode, TargetConfig,
+    Auth, CheckConfig, Config, Deployment, ExporterConfig, Schedule, Secret, SslMode, TargetConfig,
     ValueSpec,
 };
 pub use names::{is_check_name, is_identifier, is_label_name, is_metric_name};
@@ -197,7 +197,8 @@ values = ["sessions", { column = "x", name = "other_thing", help = "Other." }]
         let t = &c.targets[0];
         assert_eq!(t.host, "db.example");
         assert_eq!(t.port, 5440);
-        assert_eq!(t.password.as_ref().unwrap().expose(), "s3cr3t");
+        let Auth::Password(pw) = &t.auth;
+        assert_eq!(pw.as_ref().unwrap().expose(), "s3cr3t");
         assert_eq!(t.database, "dev");
         assert_eq!(t.sslmode, SslMode::Disable);
         let ch = &c.checks[0];

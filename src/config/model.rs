@@ -99,6 +99,19 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How the exporter proves who it is to a target (the user name is [`TargetConfig::user`]).
+///
+/// One variant per credential source. Each variant is turned into driver settings in one
+/// place, [`crate::db`]'s pool builder, with a `match`; a new source (IAM temporary
+/// credentials from `GetClusterCredentials`, a Secrets Manager secret) is a new variant here,
+/// its keys in [`super::target`], and a new arm there. Nothing else reads credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// A static password from `password` or `password_file`. `None` sends no password and lets
+    /// the server decide (e.g. `trust` in `pg_hba.conf`, for tests).
+    Password(Option<Secret>),
+}
+
 /// `[targets.NAME]`: one database to watch, with its own connection pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
@@ -111,8 +124,8 @@ pub struct TargetConfig {
     pub port: u16,
     pub database: String,
     pub user: String,
-    /// From `password` or `password_file`; `None` lets the server decide (trust, for tests).
-    pub password: Option<Secret>,
+    /// How the exporter authenticates to this target.
+    pub auth: Auth,
     pub sslmode: SslMode,
     /// Extra PEM bundle trusted for `verify-full` (e.g. Amazon's `amazon-trust-ca-bundle.crt`).
     pub ca_file: Option<PathBuf>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::RawTarget;
-use super::{Deployment, Secret, SslMode, StrOrInt, TargetConfig, Validator, is_identifier};
+use super::{Auth, Deployment, Secret, SslMode, StrOrInt, TargetConfig, Validator, is_identifier};
 
 impl Validator<'_> {
     pub(super) fn target(&mut self, name: &str, start: usize, t: &RawTarget) -> TargetConfig {
@@ -156,7 +156,7 @@ impl Validator<'_> {
             port,
             database,
             user,
-            password,
+            auth: Auth::Password(password),
             sslmode,
             ca_file,
             pool_size: self.positive(&p("pool_size"), &t.pool_size, 5, 1000),
