@@ -1,0 +1,170 @@
+//! The families derived from the snapshot: data gauges, and the exporter's own check and
+//! target families.
+//!
+//! It builds families from a [`State`]; it does not cache them ([`super::cache`]), write text
+//! ([`super::encode`]) or read anything per scrape (pools, process, archive: [`super`]).
+
+use prometheus::proto::{MetricFamily, MetricType};
+
+use super::{counter, family, gauge};
+use crate::db::ErrorKind;
+use crate::sample::SampleError;
+use crate::snapshot::{RunResult, State};
+
+/// Data families and the exporter's check/target families.
+pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+
+    // Data: one family per metric name, in check order; every target of every check feeding
+    // it inside (the provisioned and Serverless variants of a measurement share a name).
+    let mut seen_checks = std::collections::HashSet::new();
+    let mut data: Vec<MetricFamily> = Vec::new();
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for s in &st.slots {
+        if !seen_checks.insert(s.check_index) {
+            continue;
+        }
+        let check = &s.check;
+        for (vi, v) in check.values.iter().enumerate() {
+            let fi = *by_name.entry(v.metric.as_str()).or_insert_with(|| {
+                data.push(family(&v.metric, &v.help, MetricType::GAUGE));
+                data.len() - 1
+            });
+            let f = &mut data[fi];
+            for sl in st.slots.iter().filter(|x| x.check_index == s.check_index) {
+                let Some(samples) = &sl.samples else { continue };
+                for row in &samples.rows {
+                    let Some(value) = row.values[vi] else {
+                        continue;
+                    };
+                    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(row.labels.len() + 1);
+                    pairs.push(("target", &sl.target));
+                    for (name, val) in check.labels.iter().zip(&row.labels) {
+                        pairs.push((name, val));
+                    }
+                    f.mut_metric().push(gauge(&pairs, value));
+                }
+            }
+        }
+    }
+    out.extend(data);
+
+    let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
+    let per_slot = |name: &str, help: &str, value: &dyn Fn(&crate::snapshot::Slot) -> f64| {
+        let mut f = family(name, help, MetricType::GAUGE);
+        for s in applicable() {
+            f.mut_metric().push(gauge(
+                &[("target", &s.target), ("check", &s.check.name)],
+                value(s),
+            ));
+        }
+        f
+    };
+    out.push(per_slot(
+        "redshift_exporter_check_success",
+        "Whether the check's last run succeeded (1) or not (0).",
+        &|s| if s.status.success { 1.0 } else { 0.0 },
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_duration_seconds",
+        "Duration of the check's last run.",
+        &|s| s.status.duration.as_secs_f64(),
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_rows",
+        "Rows returned by the check's last run.",
+        &|s| s.status.rows as f64,
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_interval_seconds",
+        "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
+        &|s| s.check.schedule.expected_interval().as_secs_f64(),
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_last_run_timestamp_seconds",
+        "Start of the check's last run, Unix time (0 before the first run).",
+        &|s| s.status.last_run,
+    ));
+    out.push(per_slot(
+        "redshift_exporter_check_last_success_timestamp_seconds",
+        "Start of the check's last successful run, Unix time (0 before the first success).",
+        &|s| s.status.last_success,
+    ));
+
+    let mut runs = family(
+        "redshift_exporter_check_runs_total",
+        "Runs of the check, by result (skipped: the previous run was still going).",
+        MetricType::COUNTER,
+    );
+    let mut errors = family(
+        "redshift_exporter_check_errors_total",
+        "Failed runs of the check, by kind of failure.",
+        MetricType::COUNTER,
+    );
+    let mut sample_errors = family(
+        "redshift_exporter_sample_errors_total",
+        "Values or rows of the check's results that produced no sample, by reason.",
+        MetricType::COUNTER,
+    );
+    let mut files = family(
+        "redshift_exporter_archive_files_total",
+        "CSV files written to the archive.",
+        MetricType::COUNTER,
+    );
+    let mut archive_errors = family(
+        "redshift_exporter_archive_errors_total",
+        "CSV files that could not be written to the archive.",
+        MetricType::COUNTER,
+    );
+    for s in applicable() {
+        let base = [("target", &*s.target), ("check", s.check.name.as_str())];
+        for r in RunResult::ALL {
+            runs.mut_metric().push(counter(
+                &[base[0], base[1], ("result", r.as_str())],
+                s.counters.runs[r as usize] as f64,
+            ));
+        }
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            errors.mut_metric().push(counter(
+                &[base[0], base[1], ("kind", k.as_str())],
+                s.counters.errors[i] as f64,
+            ));
+        }
+        for e in SampleError::ALL {
+            sample_errors.mut_metric().push(counter(
+                &[base[0], base[1], ("reason", e.as_str())],
+                s.counters.sample_errors[e as usize] as f64,
+            ));
+        }
+        files
+            .mut_metric()
+            .push(counter(&base, s.counters.archive_files as f64));
+        archive_errors
+            .mut_metric()
+            .push(counter(&base, s.counters.archive_errors as f64));
+    }
+    out.extend([runs, errors, sample_errors, files, archive_errors]);
+
+    let mut up = family(
+        "redshift_exporter_target_up",
+        "Whether the exporter could last open a session on the target (1) or not (0).",
+        MetricType::GAUGE,
+    );
+    for t in &st.targets {
+        up.mut_metric().push(gauge(
+            &[("target", &t.name)],
+            if t.up == Some(true) { 1.0 } else { 0.0 },
+        ));
+    }
+    out.push(up);
+
+    let mut info = family(
+        "redshift_exporter_build_info",
+        "Build information; the value is always 1.",
+        MetricType::GAUGE,
+    );
+    info.mut_metric()
+        .push(gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0));
+    out.push(info);
+    out
+}
