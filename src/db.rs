@@ -52,6 +52,14 @@ impl ErrorKind {
         ErrorKind::Canceled,
     ];
 
+    /// How many there are: the length of counter arrays indexed by [`ErrorKind::index`].
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`ErrorKind::ALL`], hence in every counter array sized by [`ErrorKind::COUNT`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
@@ -69,6 +77,16 @@ impl ErrorKind {
         matches!(self, ErrorKind::Connect | ErrorKind::Auth)
     }
 }
+
+// `index` is the declaration order: ALL must list every variant in that order, so that every
+// index is below COUNT (checked at compile time; a gap or reordering fails the build).
+const _: () = {
+    let mut i = 0;
+    while i < ErrorKind::COUNT {
+        assert!(ErrorKind::ALL[i].index() == i);
+        i += 1;
+    }
+};
 
 /// A failed check run: the kind (for metrics) and a one-line cause (for logs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -121,19 +121,19 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         for r in RunResult::ALL {
             runs.mut_metric().push(counter(
                 &[base[0], base[1], ("result", r.as_str())],
-                s.counters.runs[r as usize] as f64,
+                s.counters.runs[r.index()] as f64,
             ));
         }
-        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+        for k in ErrorKind::ALL {
             errors.mut_metric().push(counter(
                 &[base[0], base[1], ("kind", k.as_str())],
-                s.counters.errors[i] as f64,
+                s.counters.errors[k.index()] as f64,
             ));
         }
         for e in SampleError::ALL {
             sample_errors.mut_metric().push(counter(
                 &[base[0], base[1], ("reason", e.as_str())],
-                s.counters.sample_errors[e as usize] as f64,
+                s.counters.sample_errors[e.index()] as f64,
             ));
         }
         files
