@@ -4,10 +4,11 @@
 //! Together with `check` this is the only module that knows tokio-postgres. It knows nothing
 //! about checks' meaning, metrics or the archive.
 //!
-//! Redshift-safe choices (see `../shared/redshift-reference.md` §4 and stack notes §3.3):
-//! recycling is `Verified` (an empty query; never `Clean`, whose `DISCARD`/`UNLISTEN` Redshift
-//! rejects); every pool wait has a deadline and a runtime; TCP keepalive is minutes, not the
-//! OS's two hours; connections are retired by age by [`Target::retire_old_connections`].
+//! Redshift-safe choices: recycling is `Verified` (an empty query; never `Clean`, whose
+//! `DISCARD`/`UNLISTEN` Redshift rejects); every pool wait has a deadline and a runtime (a
+//! deadpool wait without one blocks forever); TCP keepalive is minutes, not the OS's two hours
+//! (AWS NAT gateways and load balancers drop idle flows after about 350 s); connections are
+//! retired by age by [`Target::retire_old_connections`] (Redshift drops idle sessions after hours).
 
 use std::sync::Arc;
 use std::time::Duration;
