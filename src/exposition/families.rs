@@ -9,7 +9,7 @@ use prometheus::proto::{MetricFamily, MetricType};
 use super::{counter, family, gauge};
 use crate::db::ErrorKind;
 use crate::sample::SampleError;
-use crate::snapshot::{RunResult, State};
+use crate::snapshot::{RunResult, Slot, State};
 
 /// Data families and the exporter's check/target families.
 pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
@@ -50,9 +50,13 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     out.extend(data);
 
     let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
-    let per_slot = |name: &str, help: &str, value: &dyn Fn(&crate::snapshot::Slot) -> f64| {
+    // A slot that has not finished a run yet has no success, duration, rows or run time to
+    // report: those series are absent until then rather than a made-up 0. The interval is
+    // configuration, and the last-success timestamp keeps its documented 0 (the stale-check
+    // alert relies on it to notice a check that never succeeds, or never finishes a run).
+    let per_slot = |name: &str, help: &str, only_measured: bool, value: &dyn Fn(&Slot) -> f64| {
         let mut f = family(name, help, MetricType::GAUGE);
-        for s in applicable() {
+        for s in applicable().filter(|s| s.status.ran || !only_measured) {
             f.mut_metric().push(gauge(
                 &[("target", &s.target), ("check", &s.check.name)],
                 value(s),
@@ -63,31 +67,37 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     out.push(per_slot(
         "redshift_exporter_check_success",
         "Whether the check's last run succeeded (1) or not (0).",
+        true,
         &|s| if s.status.success { 1.0 } else { 0.0 },
     ));
     out.push(per_slot(
         "redshift_exporter_check_duration_seconds",
         "Duration of the check's last run.",
+        true,
         &|s| s.status.duration.as_secs_f64(),
     ));
     out.push(per_slot(
         "redshift_exporter_check_rows",
         "Rows returned by the check's last run.",
+        true,
         &|s| s.status.rows as f64,
     ));
     out.push(per_slot(
         "redshift_exporter_check_interval_seconds",
         "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
+        false,
         &|s| s.check.schedule.expected_interval().as_secs_f64(),
     ));
     out.push(per_slot(
         "redshift_exporter_check_last_run_timestamp_seconds",
-        "Start of the check's last run, Unix time (0 before the first run).",
+        "Start of the check's last run, Unix time.",
+        true,
         &|s| s.status.last_run,
     ));
     out.push(per_slot(
         "redshift_exporter_check_last_success_timestamp_seconds",
         "Start of the check's last successful run, Unix time (0 before the first success).",
+        false,
         &|s| s.status.last_success,
     ));
 
@@ -150,11 +160,11 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         "Whether the exporter could last open a session on the target (1) or not (0).",
         MetricType::GAUGE,
     );
+    // Nothing is said about a target before anything was measured on it.
     for t in &st.targets {
-        up.mut_metric().push(gauge(
-            &[("target", &t.name)],
-            if t.up == Some(true) { 1.0 } else { 0.0 },
-        ));
+        let Some(is_up) = t.up else { continue };
+        up.mut_metric()
+            .push(gauge(&[("target", &t.name)], if is_up { 1.0 } else { 0.0 }));
     }
     out.push(up);
 
@@ -167,4 +177,75 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         .push(gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0));
     out.push(info);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::sample::Samples;
+    use crate::snapshot::{RunRecord, Store};
+
+    fn names(st: &State) -> Vec<String> {
+        snapshot_families(st)
+            .iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .map(|f| f.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn nothing_is_reported_about_a_slot_or_target_before_it_was_measured() {
+        let config = crate::config::parse(
+            "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nvalues = [\"v\"]\n",
+            |_| None,
+        )
+        .unwrap();
+        let store = Store::new(&config);
+        let before = names(&store.read());
+        for absent in [
+            "redshift_exporter_check_success",
+            "redshift_exporter_check_duration_seconds",
+            "redshift_exporter_check_rows",
+            "redshift_exporter_check_last_run_timestamp_seconds",
+            "redshift_exporter_target_up",
+        ] {
+            assert!(
+                !before.iter().any(|n| n == absent),
+                "{absent} in {before:?}"
+            );
+        }
+        for present in [
+            "redshift_exporter_check_interval_seconds",
+            "redshift_exporter_check_last_success_timestamp_seconds",
+            "redshift_exporter_check_runs_total",
+        ] {
+            assert!(
+                before.iter().any(|n| n == present),
+                "{present} not in {before:?}"
+            );
+        }
+        store.record_run(
+            0,
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(5),
+                outcome: Ok((0, Samples::default())),
+            },
+        );
+        let after = names(&store.read());
+        for now_present in [
+            "redshift_exporter_check_success",
+            "redshift_exporter_check_duration_seconds",
+            "redshift_exporter_check_rows",
+            "redshift_exporter_check_last_run_timestamp_seconds",
+            "redshift_exporter_target_up",
+        ] {
+            assert!(
+                after.iter().any(|n| n == now_present),
+                "{now_present} not in {after:?}"
+            );
+        }
+    }
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{Encoder, TextEncoder};
 
 mod archive;
 mod cache;
@@ -195,21 +194,74 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 fn single(out: &mut String, name: &str, help: &str, kind: &str, v: f64) {
     header(out, name, help, kind);
-    let _ = writeln!(out, "{name} {v}");
+    let _ = writeln!(out, "{name} {}", Value(v));
 }
 
-fn encode(families: &[MetricFamily]) -> Bytes {
-    let non_empty: Vec<MetricFamily> = families
-        .iter()
-        .filter(|f| !f.get_metric().is_empty())
-        .cloned()
-        .collect();
-    let mut buf = Vec::with_capacity(4096);
-    // Encoding to memory cannot fail for non-empty, named families.
-    if let Err(e) = TextEncoder::new().encode(&non_empty, &mut buf) {
-        tracing::error!(error = %e, "encoding metrics failed");
+/// A sample value as the text format spells it: `+Inf`, `-Inf` and `NaN` (Rust's own
+/// `Display` writes `inf`), finite values in Rust's shortest round-trip form.
+struct Value(f64);
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v == f64::INFINITY {
+            f.write_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            f.write_str("-Inf")
+        } else {
+            write!(f, "{v}")
+        }
     }
-    Bytes::from(buf)
+}
+
+/// `\` → `\\`, newline → `\n`, and with `quote` also `"` → `\"` (HELP text and label values).
+fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
+    if !(s.contains(['\\', '\n']) || quote && s.contains('"')) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// The text format of gauge and counter families (the only kinds the exporter has), as the
+/// prometheus crate's `TextEncoder` writes it but for the spelling of non-finite values
+/// ([`Value`]). Families without samples are left out.
+fn encode(families: &[MetricFamily]) -> Bytes {
+    let mut out = String::with_capacity(4096);
+    for f in families.iter().filter(|f| !f.get_metric().is_empty()) {
+        let (kind, value): (&str, fn(&Metric) -> f64) = match f.get_field_type() {
+            MetricType::COUNTER => ("counter", |m| m.get_counter().get_value()),
+            MetricType::GAUGE => ("gauge", |m| m.get_gauge().get_value()),
+            other => {
+                tracing::error!(family = f.name(), kind = ?other, "cannot encode this metric type");
+                continue;
+            }
+        };
+        let name = f.name();
+        header(&mut out, name, &escape(f.help(), false), kind);
+        for m in f.get_metric() {
+            out.push_str(name);
+            for (i, l) in m.get_label().iter().enumerate() {
+                out.push(if i == 0 { '{' } else { ',' });
+                let _ = write!(out, "{}=\"{}\"", l.name(), escape(l.value(), true));
+            }
+            if !m.get_label().is_empty() {
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", Value(value(m)));
+        }
+    }
+    Bytes::from(out)
 }
 
 fn family(name: &str, help: &str, t: MetricType) -> MetricFamily {
@@ -254,6 +306,59 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    #[test]
+    fn non_finite_values_are_spelled_as_the_text_format_says() {
+        assert_eq!(Value(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(Value(f64::NEG_INFINITY).to_string(), "-Inf");
+        assert_eq!(Value(f64::NAN).to_string(), "NaN");
+        assert_eq!(Value(-0.5).to_string(), "-0.5");
+        assert_eq!(Value(3.0).to_string(), "3");
+        let mut f = family("x", "h", MetricType::GAUGE);
+        for (l, v) in [
+            ("a", f64::INFINITY),
+            ("b", f64::NEG_INFINITY),
+            ("c", f64::NAN),
+        ] {
+            f.mut_metric().push(gauge(&[("l", l)], v));
+        }
+        let text = String::from_utf8(encode(&[f]).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "# HELP x h\n# TYPE x gauge\nx{l=\"a\"} +Inf\nx{l=\"b\"} -Inf\nx{l=\"c\"} NaN\n"
+        );
+        let mut out = String::new();
+        single(&mut out, "y", "h", "gauge", f64::INFINITY);
+        assert!(out.ends_with("\ny +Inf\n"), "{out}");
+    }
+
+    /// For finite values the exposition's writer prints what the prometheus crate's would.
+    #[test]
+    fn encode_matches_the_prometheus_crate() {
+        use prometheus::Encoder as _;
+        let mut g = family("g", "Help with \\ and\nnewline.", MetricType::GAUGE);
+        g.mut_metric().push(gauge(&[], 1.5));
+        g.mut_metric()
+            .push(gauge(&[("a", "q\"uote\\ back\nnl"), ("b", "")], -2.0));
+        let mut c = family("c_total", "Counter.", MetricType::COUNTER);
+        c.mut_metric().push(counter(&[("k", "v")], 12345678901.0));
+        let empty = family("e", "Empty.", MetricType::GAUGE);
+        let families = [g, empty, c];
+        let non_empty: Vec<_> = families
+            .iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .cloned()
+            .collect();
+        let mut expected = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&non_empty, &mut expected)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(encode(&families).to_vec()).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    /// The hand-written per-scrape part is what the encoder would print.
     #[test]
     fn dynamic_part_matches_the_encoder() {
         let store = Arc::new(Store::new(
@@ -321,7 +426,7 @@ mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert!(
-            out.starts_with("# HELP redshift_exporter_check_success"),
+            out.starts_with("# HELP redshift_exporter_check_interval_seconds"),
             "{out}"
         );
     }

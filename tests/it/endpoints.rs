@@ -315,3 +315,45 @@ async fn json_log_lines_are_flat_objects() {
         );
     }
 }
+
+/// A check whose first run has not finished says nothing about success, duration, rows or
+/// run time (no series rather than a 0 that reads as "failed"), and a target on which nothing
+/// was measured yet has no `target_up`; the configuration-derived series are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_made_up_before_the_first_run_finishes() {
+    let (mut d, _client, _work) = daemon_with_stuck_check("1s").await;
+    let m = d.metrics().await;
+    for absent in [SUCCESS, DURATION, ROWS, LAST_RUN, TARGET_UP] {
+        assert!(
+            m.find(absent, &[]).is_empty(),
+            "{absent} exported before the first run finished:\n{}",
+            m.text
+        );
+    }
+    assert!(
+        m.check_value("redshift_exporter_check_interval_seconds", "stuck") == Some(3600.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.check_value(LAST_SUCCESS, "stuck"),
+        Some(0.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            RUNS,
+            &[
+                ("target", "main"),
+                ("check", "stuck"),
+                ("result", "success")
+            ]
+        ),
+        Some(0.0),
+        "{}",
+        m.text
+    );
+    d.sigterm();
+    d.wait_exit(secs(8)).await;
+}
