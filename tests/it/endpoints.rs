@@ -357,3 +357,55 @@ async fn nothing_is_made_up_before_the_first_run_finishes() {
     d.sigterm();
     d.wait_exit(secs(8)).await;
 }
+
+/// Text logs written to a file (or journald, or a pipe) carry no ANSI colour escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_file_have_no_colour_escapes() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "")
+        + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml("broken", "SELECT v FROM no_such_table", "values = [\"v\"]");
+    let cfg = work.write("checks.toml", &text);
+    let log = work.write("stderr.log", "");
+    let mut child = std::process::Command::new(crate::support::daemon::BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "text",
+            "--log.level",
+            "debug",
+        ])
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let written = wait_for("a failed check in the log", secs(15), ms(100), || {
+        let log = log.clone();
+        async move {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            if t.contains("check failed") {
+                Ok(t)
+            } else {
+                Err(t)
+            }
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !written.contains("\x1b["),
+        "ANSI escapes in a log file:\n{written:?}"
+    );
+    assert!(
+        written.contains("INFO") || written.contains("WARN"),
+        "{written}"
+    );
+}
