@@ -1,7 +1,8 @@
 //! Redshift dialect lint: constructs PostgreSQL accepts but Redshift rejects (or runs only on
 //! the leader node, which fails once a query touches STL/STV/SVV/SYS relations). The test
-//! stand-in for Redshift is PostgreSQL, so only this lint protects shipped SQL from them
-//! (`../shared/redshift-reference.md` §3 and §6.4).
+//! stand-in for Redshift is PostgreSQL, so only this lint protects shipped SQL from them. The
+//! rules and why each exists are listed in `docs/checks.md`, "SQL rules for checks (and the
+//! lint)".
 //!
 //! Pure text analysis: comments are dropped and string literals blanked first, so a keyword
 //! inside a string or comment never triggers a rule. Findings are warnings: a check written

@@ -490,7 +490,8 @@ async fn a_distinctive_password_appears_nowhere() {
     .expect("valid");
     seen.push(("Debug of Config".into(), format!("{parsed:?} {parsed:#?}")));
     for t in &parsed.targets {
-        assert!(t.password.is_some(), "{} has a password", t.name);
+        let redshift_exporter::config::Auth::Password(pw) = &t.auth;
+        assert!(pw.is_some(), "{} has a password", t.name);
     }
 
     for (source, text) in &seen {
