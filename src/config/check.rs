@@ -11,11 +11,62 @@ use toml::Spanned;
 
 use super::raw::RawCheck;
 use super::{
-    CheckConfig, Deployment, ExporterConfig, SELF_PREFIX, Schedule, TARGET_LABEL, Validator,
-    ValueSpec, is_check_name, is_label_name, is_metric_name, parse_cron,
+    CheckConfig, Deployment, ExporterConfig, SELF_PREFIX, Schedule, TARGET_LABEL, Thresholds,
+    Validator, ValueSpec, is_check_name, is_label_name, is_metric_name, parse_cron,
 };
 
 impl Validator<'_> {
+    /// `warn`, `crit` (numbers) and `below` (a boolean) of one value table.
+    fn thresholds(&mut self, vp: &str, at: Option<usize>, t: &toml::Table) -> Thresholds {
+        let number = |v: &mut Self, k: &str| -> Option<f64> {
+            let n = match t.get(k)? {
+                toml::Value::Float(f) => *f,
+                toml::Value::Integer(i) => *i as f64,
+                _ => {
+                    v.problem(format!("{vp}.{k}"), at, "must be a number");
+                    return None;
+                }
+            };
+            if !n.is_finite() {
+                v.problem(format!("{vp}.{k}"), at, "must be a finite number");
+                return None;
+            }
+            Some(n)
+        };
+        let warn = number(self, "warn");
+        let crit = number(self, "crit");
+        let below = match t.get("below") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                self.problem(format!("{vp}.below"), at, "must be true or false");
+                false
+            }
+        };
+        let th = Thresholds { warn, crit, below };
+        if below && th.is_empty() {
+            self.problem(
+                format!("{vp}.below"),
+                at,
+                "has no effect without warn or crit",
+            );
+        }
+        if let (Some(w), Some(c)) = (warn, crit) {
+            if (!below && c < w) || (below && c > w) {
+                self.problem(
+                    format!("{vp}.crit"),
+                    at,
+                    format!(
+                        "{c} is less severe than warn = {w} (crit must be {} warn{})",
+                        if below { "at most" } else { "at least" },
+                        if below { " with below = true" } else { "" }
+                    ),
+                );
+            }
+        }
+        th
+    }
+
     pub(super) fn check(
         &mut self,
         i: usize,
@@ -153,14 +204,21 @@ impl Validator<'_> {
         for (j, v) in c.values.iter().enumerate() {
             let vp = format!("{base}.values[{j}]");
             let at = Some(v.span().start);
-            let (column, suffix, vhelp) = match v.get_ref() {
+            let (column, suffix, vhelp, thresholds) = match v.get_ref() {
                 toml::Value::String(s) => {
                     let col = self.string(&vp, &Spanned::new(v.span(), s.clone()));
-                    (col.clone(), format!("{name}_{col}"), None)
+                    (
+                        col.clone(),
+                        format!("{name}_{col}"),
+                        None,
+                        Thresholds::default(),
+                    )
                 }
                 toml::Value::Table(t) => {
                     for k in t.keys() {
-                        if !["column", "name", "help"].contains(&k.as_str()) {
+                        if !["column", "name", "help", "warn", "crit", "below"]
+                            .contains(&k.as_str())
+                        {
                             self.problem(format!("{vp}.{k}"), at, "unknown key");
                         }
                     }
@@ -184,10 +242,11 @@ impl Validator<'_> {
                         continue;
                     };
                     let suffix = nm.unwrap_or_else(|| format!("{name}_{col}"));
-                    (col, suffix, hp)
+                    let thresholds = self.thresholds(&vp, at, t);
+                    (col, suffix, hp, thresholds)
                 }
                 _ => {
-                    self.problem(&vp, at, "must be a column name or { column = \"...\", name = \"...\", help = \"...\" }");
+                    self.problem(&vp, at, "must be a column name or { column = \"...\", name = \"...\", help = \"...\", warn = N, crit = N }");
                     continue;
                 }
             };
@@ -236,6 +295,7 @@ impl Validator<'_> {
                 column,
                 metric,
                 help,
+                thresholds,
             });
         }
 
@@ -326,5 +386,55 @@ impl Validator<'_> {
                 &exporter.archive,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Level, PageDetail, parse};
+
+    const HEAD: &str = "[exporter]\npage_detail = \"redacted\"\n[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\n";
+
+    #[test]
+    fn thresholds_parse_and_classify() {
+        let text = format!(
+            "{HEAD}values = [\n  {{ column = \"a\", warn = 0.8, crit = 0.9 }},\n  {{ column = \"b\", crit = 600 }},\n  {{ column = \"c\", warn = 10, crit = 5, below = true }},\n  \"d\",\n]\n"
+        );
+        let c = parse(&text, |_| None).unwrap();
+        assert_eq!(c.exporter.page_detail, PageDetail::Redacted);
+        let v = &c.checks[0].values;
+        assert_eq!(v[0].thresholds.level(0.85), Some((Level::Warn, 0.8)));
+        assert_eq!(v[0].thresholds.level(0.94), Some((Level::Crit, 0.9)));
+        assert_eq!(v[0].thresholds.level(0.8), None, "strictly beyond");
+        assert_eq!(v[0].thresholds.level(f64::NAN), None);
+        assert_eq!(v[1].thresholds.level(601.0), Some((Level::Crit, 600.0)));
+        assert_eq!(v[1].thresholds.level(599.0), None);
+        assert_eq!(v[2].thresholds.level(7.0), Some((Level::Warn, 10.0)));
+        assert_eq!(v[2].thresholds.level(4.0), Some((Level::Crit, 5.0)));
+        assert!(v[3].thresholds.is_empty());
+    }
+
+    #[test]
+    fn bad_thresholds_name_the_key_and_line() {
+        let text = format!(
+            "{HEAD}values = [\n  {{ column = \"a\", warn = \"high\" }},\n  {{ column = \"b\", warn = 0.9, crit = 0.8 }},\n  {{ column = \"c\", below = true }},\n  {{ column = \"d\", critical = 1 }},\n]\n"
+        );
+        let shown: Vec<String> = parse(&text.replace("redacted", "some"), |_| None)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let has = |needle: &str| {
+            assert!(
+                shown.iter().any(|s| s.contains(needle)),
+                "no problem containing {needle:?} in {shown:#?}"
+            )
+        };
+        has("exporter.page_detail (line 2): \"some\" is not one of full, redacted");
+        has("checks[0].values[0].warn (line 10): must be a number");
+        has("checks[0].values[1].crit (line 11): 0.8 is less severe than warn = 0.9");
+        has("checks[0].values[2].below (line 12): has no effect without warn or crit");
+        has("checks[0].values[3].critical (line 13): unknown key");
+        assert_eq!(shown.len(), 5, "{shown:#?}");
     }
 }

@@ -31,8 +31,8 @@ pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes
 pub use cron::parse_cron;
 pub use env::expand_env;
 pub use model::{
-    Auth, CheckConfig, Config, Deployment, ExporterConfig, Schedule, Secret, SslMode, TargetConfig,
-    ValueSpec,
+    Auth, CheckConfig, Config, Deployment, ExporterConfig, Level, PageDetail, Schedule, Secret,
+    SslMode, TargetConfig, Thresholds, ValueSpec,
 };
 pub use names::{is_check_name, is_identifier, is_label_name, is_metric_name};
 

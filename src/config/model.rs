@@ -30,6 +30,8 @@ pub struct ExporterConfig {
     pub listen_address: String,
     /// Prefix of data metric names.
     pub namespace: String,
+    /// How much the HTML pages show (`page_detail`).
+    pub page_detail: PageDetail,
     /// Root of the CSV archive; `None` when archiving is switched off.
     pub archive_dir: Option<PathBuf>,
     pub default_interval: Duration,
@@ -181,6 +183,17 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// `page_detail`: what the HTML pages (`/`, `/checks/...`) show beyond what `/metrics` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PageDetail {
+    /// SQL text, error messages and result rows.
+    #[default]
+    Full,
+    /// None of them: statuses, error kinds and threshold crossings only (for a page reachable
+    /// by more people than the database is).
+    Redacted,
+}
+
 /// One value column and the metric it becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueSpec {
@@ -189,6 +202,50 @@ pub struct ValueSpec {
     /// Full metric name (namespace included).
     pub metric: String,
     pub help: String,
+    /// Attention thresholds for the landing page, mirrored by the shipped alert rules.
+    pub thresholds: Thresholds,
+}
+
+/// How bad a value is, by the thresholds of its [`ValueSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Warn,
+    Crit,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Warn => "warn",
+            Level::Crit => "crit",
+        }
+    }
+}
+
+/// `warn`, `crit` and `below` of a value column: a value beyond a threshold (above it, or
+/// below it with `below = true`; strictly) needs attention.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Thresholds {
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+    /// Low values are bad: a value under the threshold crosses it.
+    pub below: bool,
+}
+
+impl Thresholds {
+    pub fn is_empty(&self) -> bool {
+        self.warn.is_none() && self.crit.is_none()
+    }
+
+    /// The worst level `v` crosses, with the threshold it crosses (NaN crosses nothing).
+    pub fn level(&self, v: f64) -> Option<(Level, f64)> {
+        let beyond = |t: f64| if self.below { v < t } else { v > t };
+        match (self.crit, self.warn) {
+            (Some(c), _) if beyond(c) => Some((Level::Crit, c)),
+            (_, Some(w)) if beyond(w) => Some((Level::Warn, w)),
+            _ => None,
+        }
+    }
 }
 
 /// `[[checks]]`: one query, its schedule and how its rows map to metrics.

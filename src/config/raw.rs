@@ -32,6 +32,7 @@ pub(super) struct RawExporter {
     pub(super) archive_max_bytes: Option<Spanned<StrOrInt>>,
     pub(super) archive_compression: Option<Spanned<String>>,
     pub(super) archive_serve: Option<Spanned<bool>>,
+    pub(super) page_detail: Option<Spanned<String>>,
     pub(super) archive_retention_interval: Option<Spanned<String>>,
     pub(super) s3: Option<Spanned<super::archive::RawS3>>,
 }

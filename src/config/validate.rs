@@ -14,8 +14,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{
-    CheckConfig, Config, DEFAULT_NAMESPACE, Deployment, ExporterConfig, LineIndex, Problem,
-    RawConfig, expand_env, is_metric_name,
+    CheckConfig, Config, DEFAULT_NAMESPACE, Deployment, ExporterConfig, LineIndex, PageDetail,
+    Problem, RawConfig, expand_env, is_metric_name,
 };
 
 pub(super) struct Validator<'a> {
@@ -142,9 +142,25 @@ impl Validator<'_> {
                 "must not be empty (set archive = false to switch archiving off)",
             );
         }
+        let page_detail = match e.page_detail.as_ref() {
+            None => PageDetail::Full,
+            Some(s) => match s.get_ref().as_str() {
+                "full" => PageDetail::Full,
+                "redacted" => PageDetail::Redacted,
+                other => {
+                    self.problem(
+                        "exporter.page_detail",
+                        Some(s.span().start),
+                        format!("\"{other}\" is not one of full, redacted"),
+                    );
+                    PageDetail::Full
+                }
+            },
+        };
         let exporter = ExporterConfig {
             listen_address,
             namespace,
+            page_detail,
             archive_dir: archive_on.then(|| PathBuf::from(archive_dir)),
             default_interval: self.duration(
                 "exporter.default_interval",

@@ -123,3 +123,120 @@ fn checks_md_documents_every_check_and_metric_of_the_pack() {
         published.len()
     );
 }
+
+/// A "simple" alert: `metric > N` (or `<`), no selector, no second operand, severity warning
+/// or critical. `N` may be a product (`4 * 3600`). Returns (metric, level, threshold, below).
+fn simple_rule(expr: &str, severity: &str) -> Option<(String, &'static str, f64, bool)> {
+    let level = match severity {
+        "warning" => "warn",
+        "critical" => "crit",
+        _ => return None,
+    };
+    let expr = expr.trim();
+    let (metric, rest) = expr.split_once(' ')?;
+    if !metric
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let (below, number) = if let Some(n) = rest.strip_prefix("> ") {
+        (false, n)
+    } else if let Some(n) = rest.strip_prefix("< ") {
+        (true, n)
+    } else {
+        return None;
+    };
+    let mut value = 1.0;
+    for factor in number.split('*') {
+        value *= factor.trim().parse::<f64>().ok()?;
+    }
+    Some((metric.to_string(), level, value, below))
+}
+
+/// Every `warn`/`crit` of the shipped pack has an alert in redshift.rules.yml with that
+/// threshold on that metric (warning for warn, critical for crit), and every simple
+/// `metric > N` alert is mirrored by a threshold on each value column publishing the metric:
+/// the landing page flags exactly what the shipped alerts fire on (minus their `for:`).
+#[test]
+fn pack_thresholds_mirror_the_simple_alert_rules() {
+    let text =
+        std::fs::read_to_string(root().join("deploy/prometheus/rules/redshift.rules.yml")).unwrap();
+    let rules: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut simple: BTreeSet<(String, &str, u64, bool)> = BTreeSet::new();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let (Some(_), Some(expr)) = (rule["alert"].as_str(), rule["expr"].as_str()) else {
+                continue;
+            };
+            let severity = rule["labels"]["severity"].as_str().unwrap_or("");
+            if let Some((m, level, v, below)) = simple_rule(expr, severity) {
+                simple.insert((m, level, v.to_bits(), below));
+            }
+        }
+    }
+    assert!(
+        simple.len() >= 20,
+        "only {} simple rules found",
+        simple.len()
+    );
+    let pack = pack();
+    let mut in_pack = BTreeSet::new();
+    let mut problems = Vec::new();
+    for c in &pack.checks {
+        for v in &c.values {
+            let t = v.thresholds;
+            for (level, n) in [("warn", t.warn), ("crit", t.crit)] {
+                if let Some(n) = n {
+                    let key = (v.metric.clone(), level, n.to_bits(), t.below);
+                    if !simple.contains(&key) {
+                        problems.push(format!(
+                            "check {} value {}: {level} = {n} has no {} alert `{} {} {n}`",
+                            c.name,
+                            v.column,
+                            if level == "warn" {
+                                "warning"
+                            } else {
+                                "critical"
+                            },
+                            v.metric,
+                            if t.below { "<" } else { ">" }
+                        ));
+                    }
+                    in_pack.insert(key);
+                }
+            }
+        }
+    }
+    for (metric, level, bits, below) in &simple {
+        let n = f64::from_bits(*bits);
+        let publishers: Vec<&str> = pack
+            .checks
+            .iter()
+            .filter(|c| c.values.iter().any(|v| &v.metric == metric))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            !publishers.is_empty(),
+            "alert on {metric}: no check publishes it"
+        );
+        for c in &pack.checks {
+            for v in c.values.iter().filter(|v| &v.metric == metric) {
+                let t = v.thresholds;
+                let got = if *level == "warn" { t.warn } else { t.crit };
+                if got != Some(n) || t.below != *below {
+                    problems.push(format!(
+                        "alert `{metric} {} {n}`: check {} value {} has {level} = {got:?} (below = {})",
+                        if *below { "<" } else { ">" },
+                        c.name,
+                        v.column,
+                        t.below
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(in_pack.len(), simple.len());
+}
