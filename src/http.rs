@@ -1,4 +1,5 @@
-//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, a landing page at `/`, and
+//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, HTML pages at `/` and
+//! `/checks/{check}/{target}` ([`page`]), and
 //! `POST /-/reload` with `--web.enable-lifecycle`.
 //!
 //! Every handler reads the snapshot (through the exposition's cache); none touches the
@@ -9,7 +10,6 @@
 //! period.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod archive;
+pub mod page;
 
 use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::snapshot::Store;
@@ -304,13 +305,18 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 )
             }
         }
-        "/" => Response::builder()
-            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(landing_page(
-                &live.store,
-                live.archive_root.as_deref(),
-            ))))
-            .expect("static response parts are valid"),
+        "/" => html(StatusCode::OK, page::landing(&live.store)),
+        path if path.starts_with(page::CHECKS) => {
+            match page::parse_path(path).and_then(|(check, target)| {
+                page::check_page(&live.store, live.archive_root.as_deref(), check, target)
+            }) {
+                Some(body) => html(StatusCode::OK, body),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "not found: no such check on that target; see /\n",
+                ),
+            }
+        }
         _ => text(StatusCode::NOT_FOUND, "not found; try /metrics\n"),
     }
 }
@@ -334,128 +340,24 @@ fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
         })
 }
 
+/// An HTML page; never cached (it shows the latest state) and never framed.
+fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("x-content-type-options", "nosniff")
+        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("static response parts are valid")
-}
-
-/// A small page: a link to `/metrics` and every check's last status on every target.
-fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String {
-    let st = store.read();
-    let mut h = String::with_capacity(4096);
-    h.push_str(concat!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Redshift Exporter</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}",
-        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
-        ".ok{color:#060}.fail{color:#a00}.muted{color:#777}</style></head><body>",
-        "<h1>Redshift Exporter</h1><p><a href=\"/metrics\">Metrics</a> · ",
-        "<a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>"
-    ));
-    let _ = write!(
-        h,
-        "<p class=\"muted\">version {}</p>",
-        env!("CARGO_PKG_VERSION")
-    );
-    h.push_str(
-        "<h2>Targets</h2><table><tr><th>Target</th><th>Up</th><th>Deployment</th>\
-         <th>Readable families</th></tr>",
-    );
-    for t in &st.targets {
-        let up = match t.up {
-            Some(true) => "<span class=\"ok\">up</span>",
-            Some(false) => "<span class=\"fail\">down</span>",
-            None => "<span class=\"muted\">not tried yet</span>",
-        };
-        let (dep, families) = match &t.capabilities {
-            Some(c) if c.forced => (
-                format!("{} (configured)", c.deployment.as_str()),
-                "not probed".to_string(),
-            ),
-            Some(c) => (
-                c.deployment.as_str().to_string(),
-                c.readable_families().join(", "),
-            ),
-            None => ("not detected yet".to_string(), String::new()),
-        };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{up}</td><td>{dep}</td><td>{families}</td></tr>",
-            esc(&t.name)
-        );
-    }
-    h.push_str(
-        "</table><h2>Checks</h2><table><tr><th>Check</th><th>Target</th><th>Schedule</th>\
-         <th>Status</th><th>Last run (UTC)</th><th>Duration</th><th>Rows</th><th>Detail</th></tr>",
-    );
-    for s in &st.slots {
-        let (status, detail) = if let Some(why) = &s.not_applicable {
-            ("<span class=\"muted\">skipped</span>".to_string(), esc(why))
-        } else if !s.status.ran {
-            (
-                "<span class=\"muted\">pending</span>".to_string(),
-                String::new(),
-            )
-        } else if s.status.success {
-            let file = s
-                .last_file
-                .as_ref()
-                .map(|p| {
-                    let shown = esc(&p.display().to_string());
-                    match archive_root.and_then(|r| archive::href(r, p)) {
-                        Some(href) => format!("last CSV: <a href=\"{}\">{shown}</a>", esc(&href)),
-                        None => format!("last CSV: {shown}"),
-                    }
-                })
-                .unwrap_or_default();
-            ("<span class=\"ok\">ok</span>".to_string(), file)
-        } else {
-            let e = s.status.last_error.as_ref();
-            (
-                format!(
-                    "<span class=\"fail\">{}</span>",
-                    e.map(|e| e.kind.as_str()).unwrap_or("error")
-                ),
-                e.map(|e| esc(&e.message)).unwrap_or_default(),
-            )
-        };
-        let last = if s.status.last_run > 0.0 {
-            chrono::DateTime::from_timestamp(s.status.last_run as i64, 0)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            h,
-            "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{status}</td><td>{last}</td><td>{:.3}s</td><td>{}</td><td>{detail}</td></tr>",
-            esc(&s.check.help),
-            esc(&s.check.name),
-            esc(&s.target),
-            esc(&s.check.schedule.to_string()),
-            s.status.duration.as_secs_f64(),
-            s.status.rows,
-        );
-    }
-    h.push_str("</table></body></html>\n");
-    h
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The address actually bound, for logs and tests (port 0 → the chosen port).
@@ -483,7 +385,7 @@ mod tests {
     #[test]
     fn escapes_html() {
         assert_eq!(
-            super::esc("<a href=\"x\">&'"),
+            super::page::esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
     }

@@ -81,6 +81,83 @@ pub struct Samples {
     pub rows: Vec<SampleRow>,
     /// Counts indexed like [`SampleError::ALL`].
     pub errors: [u64; SampleError::COUNT],
+    /// The first rows as text, for the check's HTML page; the store moves it into the slot.
+    pub preview: Option<Preview>,
+}
+
+/// Rows kept for the check page: at most this many (the CSV's first rows).
+pub const PREVIEW_ROWS: usize = 50;
+/// A cell longer than this is cut (at a character boundary) and marked.
+pub const PREVIEW_CELL_BYTES: usize = 256;
+/// Text kept per preview at most (cells and column names); rows past it are not kept.
+pub const PREVIEW_BYTES: usize = 16 * 1024;
+
+/// The first rows of a result, as text, bounded by [`PREVIEW_ROWS`], [`PREVIEW_CELL_BYTES`]
+/// and [`PREVIEW_BYTES`]: the same values, in the same order, as the CSV's first rows
+/// (NULL is `None`, the CSV's empty field).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preview {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Rows seen in all (kept or not).
+    pub seen: u64,
+    /// Some cell was cut at [`PREVIEW_CELL_BYTES`].
+    pub cut: bool,
+    bytes: usize,
+}
+
+impl Preview {
+    pub fn new(columns: &[String]) -> Self {
+        let columns: Vec<String> = columns.iter().map(|c| cut(c).0).collect();
+        let bytes = columns.iter().map(String::len).sum();
+        Preview {
+            columns,
+            bytes,
+            ..Preview::default()
+        }
+    }
+
+    /// Keeps a copy of `row` while there is room; counts it either way.
+    pub fn push(&mut self, row: &[Option<String>]) {
+        self.seen += 1;
+        if self.rows.len() >= PREVIEW_ROWS || self.bytes >= PREVIEW_BYTES {
+            return;
+        }
+        let row: Vec<Option<String>> = row
+            .iter()
+            .map(|v| {
+                v.as_deref().map(|s| {
+                    let (s, was_cut) = cut(s);
+                    self.cut |= was_cut;
+                    s
+                })
+            })
+            .collect();
+        let bytes: usize = row.iter().flatten().map(String::len).sum();
+        if self.bytes + bytes > PREVIEW_BYTES {
+            self.bytes = PREVIEW_BYTES;
+            return;
+        }
+        self.bytes += bytes;
+        self.rows.push(row);
+    }
+
+    /// Rows seen but not kept.
+    pub fn omitted(&self) -> u64 {
+        self.seen - self.rows.len() as u64
+    }
+}
+
+/// `s` cut to [`PREVIEW_CELL_BYTES`] at a character boundary, with "…" when cut.
+fn cut(s: &str) -> (String, bool) {
+    if s.len() <= PREVIEW_CELL_BYTES {
+        return (s.to_string(), false);
+    }
+    let mut end = PREVIEW_CELL_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (format!("{}…", &s[..end]), true)
 }
 
 impl Samples {
@@ -152,7 +229,10 @@ impl<'c> Sampler<'c> {
             check,
             label_ix,
             value_ix,
-            out: Samples::default(),
+            out: Samples {
+                preview: Some(Preview::new(columns)),
+                ..Samples::default()
+            },
             index: std::collections::HashMap::new(),
             collided: Vec::new(),
             hasher: std::collections::hash_map::RandomState::new(),
@@ -163,6 +243,9 @@ impl<'c> Sampler<'c> {
     /// One result row (nullable text values in result column order).
     pub fn push(&mut self, row: &[Option<String>]) {
         use std::hash::{BuildHasher, Hash, Hasher};
+        if let Some(p) = self.out.preview.as_mut() {
+            p.push(row);
+        }
         let label = |i: usize| {
             row.get(i)
                 .and_then(|v| v.as_deref())
@@ -352,6 +435,40 @@ mod tests {
         // Past the cap nothing is remembered, so a duplicate there counts as over the cap.
         assert_eq!(out.error_count(SampleError::SeriesLimit), 100_000 - 20);
         assert!(Sampler::new(&c, &["k".to_string()]).is_err());
+    }
+
+    #[test]
+    fn preview_keeps_the_first_rows_bounded() {
+        let c = check(&["k"], &["v"], 10);
+        let columns = vec!["k".to_string(), "v".to_string()];
+        let mut s = Sampler::new(&c, &columns).unwrap();
+        s.push(&[Some("x".repeat(1000)), None]);
+        for i in 0..10_000 {
+            s.push(&[Some(format!("k{i}")), Some(i.to_string())]);
+        }
+        let p = s.finish().preview.unwrap();
+        assert_eq!(p.columns, columns);
+        assert_eq!(p.rows.len(), PREVIEW_ROWS);
+        assert_eq!(p.seen, 10_001);
+        assert_eq!(p.omitted(), 10_001 - PREVIEW_ROWS as u64);
+        assert!(p.cut);
+        let first = p.rows[0][0].as_deref().unwrap();
+        assert_eq!(first.len(), PREVIEW_CELL_BYTES + "…".len());
+        assert_eq!(p.rows[0][1], None);
+        assert_eq!(
+            p.rows[1],
+            vec![Some("k0".to_string()), Some("0".to_string())]
+        );
+        // The byte cap holds whatever the row width.
+        let wide: Vec<String> = (0..200).map(|i| format!("c{i}")).collect();
+        let mut p = Preview::new(&wide);
+        let row: Vec<Option<String>> = (0..200).map(|_| Some("y".repeat(300))).collect();
+        for _ in 0..50 {
+            p.push(&row);
+        }
+        // A row over the cap is not kept, nor any after it: the preview stays the CSV's prefix.
+        assert!(p.rows.is_empty());
+        assert_eq!(p.seen, 50);
     }
 
     #[test]

@@ -16,9 +16,33 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::capability::{self, Capabilities};
-use crate::config::{CheckConfig, Config};
+use crate::config::{CheckConfig, Config, PageDetail};
 use crate::db::{CheckError, ErrorKind};
-use crate::sample::{SampleError, Samples};
+use crate::sample::{Preview, SampleError, Samples};
+
+/// Runs remembered per slot for the check page.
+pub const HISTORY: usize = 20;
+/// Archive files remembered per slot for the check page.
+pub const RECENT_FILES: usize = 5;
+
+/// One finished run, as the check page lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Unix seconds of the start.
+    pub started: f64,
+    pub duration: Duration,
+    pub rows: u64,
+    /// `None` for a success.
+    pub error: Option<ErrorKind>,
+}
+
+/// The first rows of a slot's last successful run (see [`Preview`] for the bounds).
+#[derive(Debug, Clone)]
+pub struct LastResult {
+    /// Unix seconds of that run's start.
+    pub started: f64,
+    pub preview: Preview,
+}
 
 /// How a run ended; the `result` label of `runs_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +132,12 @@ pub struct Slot {
     pub last_file: Option<PathBuf>,
     /// Set when the check does not apply to the target's deployment: the reason.
     pub not_applicable: Option<String>,
+    /// The last [`HISTORY`] runs, oldest first.
+    pub history: std::collections::VecDeque<RunSummary>,
+    /// The first rows of the last successful run; kept across failed runs.
+    pub last_result: Option<Arc<LastResult>>,
+    /// The last [`RECENT_FILES`] CSVs written, oldest first.
+    pub recent_files: std::collections::VecDeque<PathBuf>,
 }
 
 /// What is known about a target.
@@ -129,6 +159,8 @@ pub struct TargetState {
 pub struct State {
     pub slots: Vec<Slot>,
     pub targets: Vec<TargetState>,
+    /// What the HTML pages may show (`[exporter] page_detail`).
+    pub page_detail: PageDetail,
 }
 
 /// A finished run, as recorded.
@@ -225,10 +257,17 @@ impl Store {
                     counters: Counters::default(),
                     last_file: None,
                     not_applicable: None,
+                    history: Default::default(),
+                    last_result: None,
+                    recent_files: Default::default(),
                 });
             }
         }
-        let mut state = State { slots, targets };
+        let mut state = State {
+            slots,
+            targets,
+            page_detail: config.exporter.page_detail,
+        };
         // Forced deployments gate their slots from the start.
         for ti in 0..state.targets.len() {
             gate(&mut state, ti);
@@ -277,6 +316,9 @@ impl Store {
                     n.samples = o.samples.clone();
                     n.last_file = o.last_file.clone();
                     n.not_applicable = o.not_applicable.clone();
+                    n.history = o.history.clone();
+                    n.last_result = o.last_result.clone();
+                    n.recent_files = o.recent_files.clone();
                     mapping[oi] = Some(ni);
                 }
             }
@@ -334,8 +376,20 @@ impl Store {
             sl.status.ran = true;
             sl.status.duration = run.duration;
             sl.status.last_run = started;
+            if sl.history.len() == HISTORY {
+                sl.history.pop_front();
+            }
+            sl.history.push_back(RunSummary {
+                started,
+                duration: run.duration,
+                rows: run.outcome.as_ref().map(|(r, _)| *r).unwrap_or(0),
+                error: run.outcome.as_ref().err().map(|e| e.kind),
+            });
             match run.outcome {
-                Ok((rows, samples)) => {
+                Ok((rows, mut samples)) => {
+                    if let Some(preview) = samples.preview.take() {
+                        sl.last_result = Some(Arc::new(LastResult { started, preview }));
+                    }
                     sl.status.success = true;
                     sl.status.rows = rows;
                     sl.status.last_success = started;
@@ -391,6 +445,10 @@ impl Store {
             match result {
                 Ok(p) => {
                     sl.counters.archive_files += 1;
+                    if sl.recent_files.len() == RECENT_FILES {
+                        sl.recent_files.pop_front();
+                    }
+                    sl.recent_files.push_back(p.clone());
                     sl.last_file = Some(p);
                 }
                 Err(()) => sl.counters.archive_errors += 1,

@@ -297,9 +297,10 @@ async fn get_as(addr: SocketAddr, path: &str, user_pass: Option<&str>) -> (u16, 
     (status, body)
 }
 
-/// The href of the landing page's "last CSV" link, if any.
+/// The check page's link to its latest CSV (relative to `/checks/{check}/{target}`), as a
+/// root-relative path, if any.
 fn last_csv_href(page: &str) -> Option<String> {
-    let at = page.find("last CSV: <a href=\"")? + "last CSV: <a href=\"".len();
+    let at = page.find("<a href=\"../../archive/")? + "<a href=\"../..".len();
     Some(page[at..].split('"').next()?.to_string())
 }
 
@@ -327,14 +328,18 @@ async fn archive_files_are_served_only_when_enabled_and_behind_auth() {
     );
     let deadline = std::time::Instant::now() + secs(10);
     let page = loop {
-        let page = d.get("/").await.body;
-        if page.contains("last CSV: ") {
+        let page = d.get("/checks/srv/main").await.body;
+        if page.contains("srv_20") {
             break page;
         }
         assert!(std::time::Instant::now() < deadline, "{page}");
         tokio::time::sleep(ms(100)).await;
     };
     assert_eq!(last_csv_href(&page), None, "no link while serving is off");
+    assert!(
+        !page.contains(&work.archive().display().to_string()),
+        "no host path on the page: {page}"
+    );
     assert_eq!(d.get(&rel).await.status, 404);
     drop(d);
 
@@ -356,7 +361,7 @@ async fn archive_files_are_served_only_when_enabled_and_behind_auth() {
     let creds = Some("scraper:s3cret");
     let deadline = std::time::Instant::now() + secs(10);
     let href = loop {
-        let (status, page) = get_as(addr, "/", creds).await;
+        let (status, page) = get_as(addr, "/checks/srv/main", creds).await;
         assert_eq!(status, 200);
         if let Some(h) = last_csv_href(&page) {
             break h;
@@ -375,6 +380,13 @@ async fn archive_files_are_served_only_when_enabled_and_behind_auth() {
     let (status, body) = get_as(addr, &href, creds).await;
     assert_eq!((status, body.as_str()), (200, "v\n5\n"));
     assert_eq!(get_as(addr, &href, None).await.0, 401, "no credentials");
+    for page in ["/", "/checks/srv/main"] {
+        assert_eq!(
+            get_as(addr, page, None).await.0,
+            401,
+            "{page} without credentials"
+        );
+    }
     assert_eq!(get_as(addr, &href, Some("scraper:wrong")).await.0, 401);
     assert_eq!(
         get_as(addr, "/metrics", None).await.0,
