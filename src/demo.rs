@@ -46,8 +46,25 @@ const TARGETS: [(&str, &str, Variant); 3] = [
     ("multi_az", "redshift_multi_az", Variant::MultiAz),
 ];
 
+/// How often the seeded incidents are brought up to now (their windows are 15 minutes to an
+/// hour; see `tests/fixtures/redshift/reseed.sql`).
+const RESEED_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The URL a browser on this machine opens for `listen` (a wildcard address → loopback).
+fn page_url(listen: &str) -> String {
+    let (host, port) = listen.rsplit_once(':').unwrap_or((listen, ""));
+    let host = match host {
+        "" | "0.0.0.0" | "[::]" | "::" => "127.0.0.1",
+        h => h,
+    };
+    format!("http://{host}:{port}/")
+}
+
 /// Runs the demo until `shutdown` fires.
 pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<(), DemoError> {
+    let url = page_url(&options.listen_address);
+    println!("Landing page: {url} (what needs attention on each target; ready in a few seconds)");
+    println!();
     println!("Starting a throwaway PostgreSQL ...");
     let cluster = tokio::task::spawn_blocking(TempCluster::start)
         .await
@@ -94,8 +111,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         "Exporter (the shipped checks.toml pack, {} checks):",
         config.checks.len()
     );
-    println!("  landing page  http://{}/", options.listen_address);
-    println!("  metrics       http://{}/metrics", options.listen_address);
+    println!("  landing page  {url}");
+    println!("  metrics       {url}metrics");
     println!("  CSV archive   {}", archive.display());
     println!();
     println!(
@@ -107,6 +124,27 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         }
     );
 
+    // Keeps the incidents current: the seeds' windowed rows would age out after 15 minutes.
+    let reseed = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(RESEED_EVERY);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                for (target, database, _) in TARGETS {
+                    if let Err(e) =
+                        db::run_scripts(port, database, &[("reseed", emulation::RESEED_NOW)]).await
+                    {
+                        tracing::warn!(%target, error = %e, "demo: cannot bring the seeded incidents up to now");
+                    }
+                }
+            }
+        }
+    });
     let result = app::run_daemon(
         config,
         DaemonOptions {
@@ -119,6 +157,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         shutdown,
     )
     .await;
+    reseed.abort();
+    let _ = reseed.await;
     drop(cluster);
     if !options.keep_archive {
         let _ = std::fs::remove_dir_all(&archive);
@@ -172,6 +212,14 @@ fn demo_config(port: u16, archive: &std::path::Path, listen: &str) -> Result<Con
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn page_url_is_openable() {
+        assert_eq!(super::page_url("127.0.0.1:9439"), "http://127.0.0.1:9439/");
+        assert_eq!(super::page_url("0.0.0.0:9439"), "http://127.0.0.1:9439/");
+        assert_eq!(super::page_url(":9439"), "http://127.0.0.1:9439/");
+        assert_eq!(super::page_url("localhost:1"), "http://localhost:1/");
+    }
+
     #[test]
     fn the_shipped_pack_becomes_a_target_per_deployment_demo() {
         let dir = std::path::Path::new("/nonexistent");

@@ -66,6 +66,11 @@ const ACCESS: &str = include_str!("../tests/fixtures/redshift/access.sql");
 const ACCESS_PROVISIONED: &str = include_str!("../tests/fixtures/redshift/access_provisioned.sql");
 const ACCESS_SERVERLESS: &str = include_str!("../tests/fixtures/redshift/access_serverless.sql");
 const ACCESS_MULTI_AZ: &str = include_str!("../tests/fixtures/redshift/access_multi_az.sql");
+const RESEED: &str = include_str!("../tests/fixtures/redshift/reseed.sql");
+
+/// Brings a loaded database's seeded data up to now (see `reseed.sql`): run it periodically
+/// in a long-lived emulation so the time-windowed incidents never age out.
+pub const RESEED_NOW: &str = "SELECT rs_emul.reseed()";
 
 /// The shipped check pack, as `demo` runs it.
 pub const PACK: &str = include_str!("../checks.toml");
@@ -117,6 +122,7 @@ pub fn scripts(variant: Variant, scenarios: &[Scenario]) -> Vec<(&'static str, &
         Variant::Serverless => ("access_serverless.sql", ACCESS_SERVERLESS),
         Variant::MultiAz => ("access_multi_az.sql", ACCESS_MULTI_AZ),
     });
+    out.push(("reseed.sql", RESEED));
     out
 }
 
@@ -145,7 +151,8 @@ mod tests {
                 "seed/incidents.sql",
                 "seed/serverless/incidents.sql",
                 "access.sql",
-                "access_serverless.sql"
+                "access_serverless.sql",
+                "reseed.sql"
             ]
         );
         // No psql meta-commands: every file must be plain SQL for simple_query.

@@ -63,6 +63,24 @@ async fn demo_serves_every_deployment_and_cleans_up_on_ctrl_c() {
         "{printed}"
     );
     assert!(printed.contains("CSV archive"), "{printed}");
+    // The landing page comes first, before the other lines...
+    assert!(
+        printed
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(&format!("http://{listen}/ ")),
+        "the first line is not the landing page:\n{printed}"
+    );
+    // ...and names the seeded incidents.
+    let page = http_get(addr, "/").await.unwrap().body;
+    for want in [
+        "redshift_disk_used_ratio{node=&quot;1&quot;}</code> = <b>94 %",
+        "redshift_wlm_queue_queued_queries",
+        "redshift_locks_waiting",
+    ] {
+        assert!(page.contains(want), "landing page lacks {want:?}:\n{page}");
+    }
     // The seeded incident (disk 94% on node 1) on the provisioned target...
     assert_eq!(
         metrics.get(

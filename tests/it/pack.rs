@@ -166,6 +166,16 @@ pub async fn start_pack_daemon() -> PackDaemon {
 /// The pack daemon on the runs `pick` selects, connecting as `user` (`None`: the superuser the
 /// harness loads the emulation with).
 pub async fn start_pack_daemon_as(user: Option<&str>, pick: impl Fn(&Run) -> bool) -> PackDaemon {
+    start_pack_daemon_with(user, pick, &[]).await
+}
+
+/// Like [`start_pack_daemon_as`], running `after_load` (as the superuser) in every database
+/// once the emulation is loaded.
+pub async fn start_pack_daemon_with(
+    user: Option<&str>,
+    pick: impl Fn(&Run) -> bool,
+    after_load: &[&str],
+) -> PackDaemon {
     let mut exp: Expectations = toml::from_str(EXPECTATIONS).expect("expectations.toml parses");
     exp.run.retain(|r| pick(r));
     let work = WorkDir::new();
@@ -173,6 +183,9 @@ pub async fn start_pack_daemon_as(user: Option<&str>, pick: impl Fn(&Run) -> boo
     for run in &exp.run {
         let mut db = pg::database().await;
         load(&db, run).await;
+        for sql in after_load {
+            db.execute(sql).await;
+        }
         if let Some(u) = user {
             db.user = u.to_string();
             db.password = Some(u.to_string());
@@ -616,4 +629,85 @@ async fn once_exits_0_with_rows_from_every_applicable_check_on_every_deployment(
         want.sort();
         assert_eq!(skipped, want, "{v}: skipped checks");
     }
+}
+
+/// Ages a loaded emulation by an hour, as if it had run that long without a reseed.
+const AGE_ONE_HOUR: &str = "SELECT rs_emul.shift_time(- interval '1 hour')";
+
+/// Rows a query returns, run as the superuser the emulation was loaded with.
+async fn count_rows(db: &TestDb, sql: &str) -> usize {
+    let client = db.connect().await;
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count()
+}
+
+/// An hour-old demo still shows every incident: the data aged by an hour (timestamps and the
+/// reseed clock moved back, as if the emulation had been loaded an hour ago) loses its windowed
+/// incidents, and `rs_emul.reseed()` (what `demo` runs every 5 minutes) brings all of them back,
+/// on every deployment, the refused STL/STV tables of Serverless and Multi-AZ included: every
+/// expectation of the incidents runs holds again through the real daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_old_emulation_after_a_reseed_still_shows_every_incident() {
+    let pack = redshift_exporter::config::parse(PACK, |k| {
+        Some(if k.ends_with("PORT") { "5439" } else { "x" }.to_string())
+    })
+    .unwrap();
+    let query = |name: &str| {
+        pack.checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.query.clone())
+            .unwrap()
+    };
+    let db = pg::database().await;
+    load_emulation(
+        &db,
+        Variant::Provisioned,
+        &[Scenario::Healthy, Scenario::Incidents],
+    )
+    .await;
+    let windowed = ["load_errors", "query_outcomes", "qmr_actions"];
+    for check in windowed {
+        assert!(count_rows(&db, &query(check)).await > 0, "{check} fresh");
+    }
+    db.execute(AGE_ONE_HOUR).await;
+    for check in windowed {
+        assert_eq!(
+            count_rows(&db, &query(check)).await,
+            0,
+            "{check} after an hour"
+        );
+    }
+    db.execute(emulation::RESEED_NOW).await;
+    for check in windowed {
+        assert!(
+            count_rows(&db, &query(check)).await > 0,
+            "{check} after the reseed"
+        );
+    }
+    // A second reseed right after moves nothing (the clock is current).
+    let before = count_rows(&db, &query("load_errors")).await;
+    db.execute(emulation::RESEED_NOW).await;
+    assert_eq!(count_rows(&db, &query("load_errors")).await, before);
+
+    let PackDaemon {
+        mut daemon,
+        exp,
+        _work,
+    } = start_pack_daemon_with(
+        Some(emulation::MONITOR_ROLE),
+        |r| r.name.ends_with("incidents"),
+        &[AGE_ONE_HOUR, emulation::RESEED_NOW],
+    )
+    .await;
+    assert_eq!(exp.run.len(), 3);
+    let failures = verify_pack(&mut daemon, &exp).await;
+    assert_no_failures(&failures, &exp);
+    daemon.sigterm();
+    daemon.wait_exit(secs(30)).await;
 }
