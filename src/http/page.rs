@@ -287,9 +287,10 @@ fn up_badge(t: &TargetState) -> &'static str {
 }
 
 fn nav(h: &mut String, prefix: &str) {
+    let home = if prefix.is_empty() { "./" } else { prefix };
     let _ = write!(
         h,
-        "<nav><a href=\"{prefix}./\">Overview</a><a href=\"{prefix}metrics\">Metrics</a>\
+        "<nav><a href=\"{home}\">Overview</a><a href=\"{prefix}metrics\">Metrics</a>\
          <a href=\"{prefix}-/healthy\">Health</a><a href=\"{prefix}-/ready\">Readiness</a></nav>"
     );
 }
@@ -301,9 +302,10 @@ fn footer(h: &mut String) {
          column in the configuration (the shipped <code>checks.toml</code> uses those of the \
          shipped alert rules, <code>deploy/prometheus/rules/redshift.rules.yml</code>; the alerts \
          also wait their <code>for:</code> time). Values are from each check's last run; this \
-         page never queries the database. redshift-exporter {}.</p></footer></body></html>\n",
+         page never queries the database. redshift-exporter {}.</p></footer></body></html>",
         env!("CARGO_PKG_VERSION")
     );
+    h.push('\n');
 }
 
 /// `/`: per target, what it is, whether it is up, and what needs attention.

@@ -75,7 +75,7 @@ async fn demo_serves_every_deployment_and_cleans_up_on_ctrl_c() {
     // ...and names the seeded incidents.
     let page = http_get(addr, "/").await.unwrap().body;
     for want in [
-        "redshift_disk_used_ratio{node=&quot;1&quot;}</code> = <b>94 %",
+        "redshift_disk_used_ratio{node=\"1\"}</code> = <b>94 %",
         "redshift_wlm_queue_queued_queries",
         "redshift_locks_waiting",
     ] {

@@ -17,6 +17,7 @@ mod hardening_security;
 mod harness;
 mod mapping;
 mod pack;
+mod pages;
 mod prometheus;
 mod reload;
 mod resilience;

@@ -166,15 +166,16 @@ pub async fn start_pack_daemon() -> PackDaemon {
 /// The pack daemon on the runs `pick` selects, connecting as `user` (`None`: the superuser the
 /// harness loads the emulation with).
 pub async fn start_pack_daemon_as(user: Option<&str>, pick: impl Fn(&Run) -> bool) -> PackDaemon {
-    start_pack_daemon_with(user, pick, &[]).await
+    start_pack_daemon_with(user, pick, &[], "").await
 }
 
 /// Like [`start_pack_daemon_as`], running `after_load` (as the superuser) in every database
-/// once the emulation is loaded.
+/// once the emulation is loaded, with `extra` (more `[[checks]]`) appended to the pack.
 pub async fn start_pack_daemon_with(
     user: Option<&str>,
     pick: impl Fn(&Run) -> bool,
     after_load: &[&str],
+    extra: &str,
 ) -> PackDaemon {
     let mut exp: Expectations = toml::from_str(EXPECTATIONS).expect("expectations.toml parses");
     exp.run.retain(|r| pick(r));
@@ -196,7 +197,10 @@ pub async fn start_pack_daemon_with(
             "deployment = \"auto\"\nconnect_timeout = \"5s\"\npool_size = 4",
         ));
     }
-    let config = work.write("checks.toml", &pack_config(&work, &targets));
+    let config = work.write(
+        "checks.toml",
+        &format!("{}\n{extra}", pack_config(&work, &targets)),
+    );
     let mut daemon = Daemon::spawn(&config, "127.0.0.1:0", &[], &[]);
     daemon.wait_listening(secs(15)).await;
     let deadline = std::time::Instant::now() + secs(60);
@@ -703,6 +707,7 @@ async fn an_hour_old_emulation_after_a_reseed_still_shows_every_incident() {
         Some(emulation::MONITOR_ROLE),
         |r| r.name.ends_with("incidents"),
         &[AGE_ONE_HOUR, emulation::RESEED_NOW],
+        "",
     )
     .await;
     assert_eq!(exp.run.len(), 3);
