@@ -79,7 +79,8 @@ pub fn esc(s: &str) -> String {
 fn head(h: &mut String, title: &str) {
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
-    h.push_str("<meta name=\"color-scheme\" content=\"light dark\"><title>");
+    // No favicon request (it would be a 404 in every browser's console).
+    h.push_str("<meta name=\"color-scheme\" content=\"light dark\"><link rel=\"icon\" href=\"data:,\"><title>");
     push_esc(h, title);
     h.push_str("</title><style>");
     h.push_str(CSS);

@@ -5,6 +5,7 @@ mod support;
 
 mod archive;
 mod archive_lifecycle;
+mod browser;
 mod cli;
 mod demo;
 mod detection;
