@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot paths: row → sample mapping (`sample::map`, the streaming
-//! `Sampler`) and `/metrics` rendering (snapshot re-render after a change; cached plain and
-//! gzip scrapes, which only render the per-scrape lines).
+//! `Sampler`), `/metrics` rendering (snapshot re-render after a change; cached plain and
+//! gzip scrapes, which only render the per-scrape lines) and the HTML pages (landing page and
+//! a check page for 100 targets × the shipped pack).
 //!
 //! `cargo bench --bench hot_paths` for figures; `cargo bench --bench hot_paths -- --quick`
 //! (or `--test`, which runs each once) as a smoke run. Nothing here asserts a timing.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use redshift_exporter::config::{self, Config};
+use redshift_exporter::config::{self, Config, Deployment};
 use redshift_exporter::exposition::Exposition;
 use redshift_exporter::sample::{self, ResultSet};
 use redshift_exporter::snapshot::{ReloadStatus, RunRecord, Store};
@@ -100,9 +101,124 @@ fn rendering(c: &mut Criterion) {
     g.finish();
 }
 
+/// The shipped pack on `n` provisioned targets (so the Serverless variants are skipped, as
+/// on a real fleet), every applicable check run once with 5 rows, the first rows kept for the
+/// check pages. `alerting`: values 0.0 .. 1.0, so every target has dozens of values beyond a
+/// threshold (the worst case); else every value is 0 (a healthy fleet: nothing listed).
+fn fleet(n: usize, alerting: bool) -> (Config, Arc<Store>) {
+    let env = |k: &str| Some(if k.ends_with("PORT") { "5439" } else { "x" }.to_string());
+    let mut cfg = config::parse(redshift_exporter::emulation::PACK, env).expect("the pack parses");
+    let template = (*cfg.targets[0]).clone();
+    cfg.targets = (0..n)
+        .map(|i| {
+            let mut t = template.clone();
+            t.name = format!("cluster-{i:03}");
+            t.deployment = Some(Deployment::Provisioned);
+            Arc::new(t)
+        })
+        .collect();
+    for c in &mut cfg.checks {
+        Arc::make_mut(c).targets = (0..n).collect();
+    }
+    let store = Arc::new(Store::new(&cfg));
+    let slots: Vec<(usize, bool)> = store
+        .read()
+        .slots
+        .iter()
+        .map(|s| (s.check_index, s.not_applicable.is_none()))
+        .collect();
+    for (i, (ci, applies)) in slots.into_iter().enumerate() {
+        if !applies {
+            continue;
+        }
+        let check = &cfg.checks[ci];
+        let columns: Vec<String> = check
+            .labels
+            .iter()
+            .cloned()
+            .chain(check.values.iter().map(|v| v.column.clone()))
+            .collect();
+        let rows =
+            (0..5)
+                .map(|r| {
+                    check
+                        .labels
+                        .iter()
+                        .map(|l| Some(format!("{l}_{r}")))
+                        .chain(check.values.iter().map(|_| {
+                            Some(format!("{}", if alerting { r as f64 / 4.0 } else { 0.0 }))
+                        }))
+                        .collect()
+                })
+                .collect();
+        let samples = sample::map(check, &ResultSet { columns, rows }).unwrap();
+        store.record_run(
+            i,
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(40),
+                outcome: Ok((5, samples)),
+            },
+        );
+    }
+    (cfg, store)
+}
+
+/// CPU time of this thread (not wall time: on a shared machine a descheduled thread's wait
+/// is not the page's cost).
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The HTML pages at 100 targets × the shipped pack: what one page view costs.
+fn pages(c: &mut Criterion) {
+    use redshift_exporter::http::page;
+    // CPU per page view, printed besides criterion's wall-clock figures.
+    for (name, alerting) in [("healthy", false), ("all alerting", true)] {
+        let (_, store) = fleet(100, alerting);
+        let n = 200;
+        let t0 = thread_cpu();
+        for _ in 0..n {
+            black_box(page::landing(&store));
+        }
+        let per = (thread_cpu() - t0) / n;
+        eprintln!(
+            "landing page, 100 targets, {name}: {} bytes, {per:?} CPU per view",
+            page::landing(&store).len()
+        );
+    }
+    let mut g = c.benchmark_group("page");
+    let (_, healthy) = fleet(100, false);
+    g.throughput(Throughput::Bytes(page::landing(&healthy).len() as u64));
+    g.bench_function("landing_100_targets_healthy", |b| {
+        b.iter(|| black_box(page::landing(&healthy)))
+    });
+    let (cfg, store) = fleet(100, true);
+    g.throughput(Throughput::Bytes(page::landing(&store).len() as u64));
+    g.bench_function("landing_100_targets_all_alerting", |b| {
+        b.iter(|| black_box(page::landing(&store)))
+    });
+    g.throughput(Throughput::Bytes(
+        page::check_page(&store, None, "disk", "cluster-042")
+            .unwrap()
+            .len() as u64,
+    ));
+    g.bench_function("check_100_targets", |b| {
+        b.iter(|| black_box(page::check_page(&store, None, "disk", "cluster-042").unwrap()))
+    });
+    g.finish();
+    drop(cfg);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(20);
-    targets = mapping, rendering
+    targets = mapping, rendering, pages
 }
 criterion_main!(benches);

@@ -53,20 +53,29 @@ const CSS: &str = concat!(
     "dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.2rem .8rem;margin:.5rem 0}",
     "dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}",
     "ul.skip{padding-left:1.2rem;overflow-wrap:anywhere}",
+    "p.checks{margin:.4rem 0;line-height:1.9}p.checks a{margin-right:.35rem;white-space:nowrap}",
+    "p.checks a::before{content:'● '}p.checks a.ok::before{color:var(--ok)}",
+    "p.checks a.warn::before{color:var(--warn)}p.checks a.crit::before,p.checks a.fail::before{color:var(--crit)}",
+    "p.checks a.pending::before{color:var(--muted)}",
 );
 
 /// HTML-escapes `s` into `out`.
 fn push_esc(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let rep = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        out.push_str(rep);
+        from = i + 1;
     }
+    out.push_str(&s[from..]);
 }
 
 /// `s` HTML-escaped.
@@ -161,16 +170,31 @@ fn value_text(metric: &str, v: f64) -> String {
     }
 }
 
-/// One thing that needs attention.
+/// How many things needing attention the landing page lists per target (worst first); the
+/// rest are counted, and marked in the target's list of checks.
+pub const ATTENTION_ITEMS: usize = 10;
+
+/// One thing that needs attention: cheap to collect, rendered only when listed.
+#[derive(Clone, Copy)]
 struct Item<'a> {
-    /// Crit before warn before errors, for ordering.
+    /// Crit before errors before warn.
     rank: u8,
     slot: &'a Slot,
-    /// Badge class and text.
-    class: &'static str,
-    badge: &'static str,
-    /// Escaped HTML.
-    html: String,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// The last run failed.
+    Failed,
+    /// Value `value` of sample row `row` is beyond `threshold`.
+    Beyond {
+        value: usize,
+        row: usize,
+        level: Level,
+        threshold: f64,
+        v: f64,
+    },
 }
 
 /// The threshold crossings of one slot's last successful run.
@@ -185,86 +209,145 @@ fn crossings<'a>(slot: &'a Slot, out: &mut Vec<Item<'a>>) {
         if spec.thresholds.is_empty() {
             continue;
         }
-        for row in &samples.rows {
+        for (ri, row) in samples.rows.iter().enumerate() {
             let Some(v) = row.values.get(vi).copied().flatten() else {
                 continue;
             };
-            let Some((level, t)) = spec.thresholds.level(v) else {
-                continue;
-            };
-            let mut html = String::with_capacity(128);
-            html.push_str("<code>");
-            push_esc(&mut html, &spec.metric);
-            if !row.labels.is_empty() {
-                html.push('{');
-                for (i, (k, l)) in slot.check.labels.iter().zip(&row.labels).enumerate() {
-                    if i > 0 {
-                        html.push_str(", ");
-                    }
-                    push_esc(&mut html, k);
-                    html.push_str("=\"");
-                    push_esc(&mut html, l);
-                    html.push('"');
-                }
-                html.push('}');
+            if let Some((level, threshold)) = spec.thresholds.level(v) {
+                out.push(Item {
+                    rank: if level == Level::Crit { 0 } else { 2 },
+                    slot,
+                    kind: Kind::Beyond {
+                        value: vi,
+                        row: ri,
+                        level,
+                        threshold,
+                        v,
+                    },
+                });
             }
-            html.push_str("</code> = <b>");
-            push_esc(&mut html, &value_text(&spec.metric, v));
-            let _ = write!(
-                html,
-                "</b> <span class=\"muted\">({} {} {})</span>",
-                level.as_str(),
-                if spec.thresholds.below {
-                    "&lt;"
-                } else {
-                    "&gt;"
-                },
-                esc(&value_text(&spec.metric, t)),
-            );
-            let (rank, class) = match level {
-                Level::Crit => (0, "crit"),
-                Level::Warn => (2, "warn"),
-            };
-            out.push(Item {
-                rank,
-                slot,
-                class,
-                badge: level.as_str(),
-                html,
-            });
         }
     }
 }
 
 /// The failure of one slot's last run, if it failed.
-fn failure<'a>(slot: &'a Slot, detail: PageDetail) -> Option<Item<'a>> {
-    if !slot.status.ran || slot.status.success || slot.not_applicable.is_some() {
-        return None;
-    }
-    let e = slot.status.last_error.as_ref()?;
-    let mut html = String::from("failed: <b>");
-    html.push_str(e.kind.as_str());
-    html.push_str("</b>");
-    if detail == PageDetail::Full {
-        html.push_str("<span class=\"msg\">");
-        push_esc(&mut html, &e.message);
-        html.push_str("</span>");
-    }
-    Some(Item {
+fn failure(slot: &Slot) -> Option<Item<'_>> {
+    let failed = slot.status.ran && !slot.status.success && slot.not_applicable.is_none();
+    failed.then_some(Item {
         rank: 1,
         slot,
-        class: "fail",
-        badge: "error",
-        html,
+        kind: Kind::Failed,
     })
 }
 
-fn check_href(prefix: &str, slot: &Slot) -> String {
-    format!(
-        "{prefix}checks/{}/{}",
-        esc(&slot.check.name),
-        esc(&slot.target)
-    )
+/// The worst of a slot's items, as a CSS class: crit, fail, warn or ok.
+fn worst(items: &[Item<'_>]) -> &'static str {
+    match items.iter().map(|i| i.rank).min() {
+        Some(0) => "crit",
+        Some(1) => "fail",
+        Some(_) => "warn",
+        None => "ok",
+    }
+}
+
+/// One item as a list entry; `link` prefixes it with a link to the check page.
+fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: bool) {
+    let slot = i.slot;
+    let (class, badge) = match i.kind {
+        Kind::Failed => ("fail", "error"),
+        Kind::Beyond { level, .. } => (
+            if level == Level::Crit { "crit" } else { "warn" },
+            level.as_str(),
+        ),
+    };
+    h.push_str("<li><span class=\"badge ");
+    h.push_str(class);
+    h.push_str("\">");
+    h.push_str(badge);
+    h.push_str("</span> ");
+    if link {
+        h.push_str("<a href=\"");
+        check_href(h, "", slot);
+        h.push_str("\">");
+        push_esc(h, &slot.check.name);
+        h.push_str("</a> ");
+    }
+    match i.kind {
+        Kind::Failed => {
+            let e = slot.status.last_error.as_ref();
+            h.push_str("failed: <b>");
+            h.push_str(e.map(|e| e.kind.as_str()).unwrap_or("error"));
+            h.push_str("</b>");
+            if let (Some(e), PageDetail::Full) = (e, detail) {
+                h.push_str("<span class=\"msg\">");
+                push_esc(h, &e.message);
+                h.push_str("</span>");
+            }
+        }
+        Kind::Beyond {
+            value,
+            row,
+            threshold,
+            v,
+            ..
+        } => {
+            let spec = &slot.check.values[value];
+            let labels = slot
+                .samples
+                .as_ref()
+                .and_then(|s| s.rows.get(row))
+                .map(|r| r.labels.as_slice())
+                .unwrap_or_default();
+            h.push_str("<code>");
+            push_esc(h, &spec.metric);
+            if !labels.is_empty() {
+                h.push('{');
+                for (n, (k, l)) in slot.check.labels.iter().zip(labels).enumerate() {
+                    if n > 0 {
+                        h.push_str(", ");
+                    }
+                    push_esc(h, k);
+                    h.push_str("=\"");
+                    push_esc(h, l);
+                    h.push('"');
+                }
+                h.push('}');
+            }
+            h.push_str("</code> = <b>");
+            push_esc(h, &value_text(&spec.metric, v));
+            h.push_str("</b> <span class=\"muted\">(");
+            h.push_str(badge);
+            h.push_str(if spec.thresholds.below {
+                " &lt; "
+            } else {
+                " &gt; "
+            });
+            push_esc(h, &value_text(&spec.metric, threshold));
+            h.push_str(")</span>");
+        }
+    }
+    h.push_str("</li>");
+}
+
+fn check_href(h: &mut String, prefix: &str, slot: &Slot) {
+    h.push_str(prefix);
+    h.push_str("checks/");
+    push_name(h, &slot.check.name);
+    h.push('/');
+    push_name(h, &slot.target);
+}
+
+/// A check or target name: validated as `[a-z_][a-z0-9_-]*`, so nothing to escape (the
+/// common case, taken without the per-byte scan); anything else is escaped all the same.
+fn push_name(h: &mut String, name: &str) {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        h.push_str(name);
+    } else {
+        push_esc(h, name);
+    }
 }
 
 fn status_badge(slot: &Slot) -> &'static str {
@@ -324,7 +407,7 @@ pub fn landing(store: &Store) -> String {
         per_target[s.target_index].push(s);
     }
     for (ti, t) in st.targets.iter().enumerate() {
-        target_card(&mut h, &st, t, &per_target[ti], now);
+        target_card(&mut h, &st, t, &per_target[ti]);
     }
     if st.targets.is_empty() {
         h.push_str("<p>No targets are configured.</p>");
@@ -333,7 +416,7 @@ pub fn landing(store: &Store) -> String {
     h
 }
 
-fn target_card(h: &mut String, st: &State, t: &TargetState, slots: &[&Slot], now: f64) {
+fn target_card(h: &mut String, st: &State, t: &TargetState, slots: &[&Slot]) {
     h.push_str("<section class=\"card\" id=\"target-");
     push_esc(h, &t.name);
     h.push_str("\"><div class=\"head\"><h2>");
@@ -366,25 +449,23 @@ fn target_card(h: &mut String, st: &State, t: &TargetState, slots: &[&Slot], now
     }
     h.push_str("</p>");
 
+    // What needs attention, per slot (for the marks in the list of checks) and worst first.
     let mut items = Vec::new();
+    let mut marks = Vec::with_capacity(slots.len());
     for s in slots {
-        if let Some(i) = failure(s, st.page_detail) {
-            items.push(i);
-        }
+        let from = items.len();
+        items.extend(failure(s));
         crossings(s, &mut items);
+        marks.push(worst(&items[from..]));
     }
     items.sort_by_key(|i| i.rank);
-    let ran: Vec<&&Slot> = slots
-        .iter()
-        .filter(|s| s.not_applicable.is_none())
+    let applicable: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].not_applicable.is_none())
         .collect();
-    let failed = ran
-        .iter()
-        .filter(|s| s.status.ran && !s.status.success)
-        .count();
-    let pending = ran.iter().filter(|s| !s.status.ran).count();
+    let count = |mark: &str| applicable.iter().filter(|&&i| marks[i] == mark).count();
+    let pending = applicable.iter().filter(|&&i| !slots[i].status.ran).count();
     if items.is_empty() {
-        if pending == ran.len() && !ran.is_empty() {
+        if pending == applicable.len() && !applicable.is_empty() {
             h.push_str("<p class=\"muted\">Waiting for the first runs.</p>");
         } else {
             h.push_str(
@@ -398,75 +479,75 @@ fn target_card(h: &mut String, st: &State, t: &TargetState, slots: &[&Slot], now
             "<h3>Needs attention ({})</h3><ul class=\"att\">",
             items.len()
         );
-        for i in &items {
-            let _ = write!(
-                h,
-                "<li><span class=\"badge {}\">{}</span> <a href=\"{}\">{}</a> {}</li>",
-                i.class,
-                i.badge,
-                check_href("", i.slot),
-                esc(&i.slot.check.name),
-                i.html
-            );
+        for i in items.iter().take(ATTENTION_ITEMS) {
+            item_html(h, i, st.page_detail, true);
         }
         h.push_str("</ul>");
+        if items.len() > ATTENTION_ITEMS {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">… and {} more, in the checks marked below.</p>",
+                items.len() - ATTENTION_ITEMS
+            );
+        }
     }
 
-    // Every check that applies here, in a table that scrolls inside its box.
+    // Every check that applies here, marked with its worst state.
+    let failed = count("fail");
     let _ = write!(
         h,
-        "<details{}><summary>{} checks: {} ok, {} failed, {} pending</summary>\
-         <div class=\"scroll\"><table><thead><tr><th>Check</th><th>Status</th><th>Last run</th>\
-         <th>Duration</th><th>Rows</th></tr></thead><tbody>",
+        "<details class=\"checks\"{}><summary>{} checks: {} ok, {} crit, {} warn, {} failed, {} pending</summary><p class=\"checks\">",
         if failed > 0 { " open" } else { "" },
-        ran.len(),
-        ran.len() - failed - pending,
+        applicable.len(),
+        count("ok") - pending,
+        count("crit"),
+        count("warn"),
         failed,
         pending
     );
-    for s in &ran {
-        let _ = write!(
-            h,
-            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td></tr>",
-            check_href("", s),
-            esc(&s.check.name),
-            status_badge(s),
-            ago(s.status.last_run, now),
-            if s.status.ran {
-                format!("{:.3} s", s.status.duration.as_secs_f64())
-            } else {
-                String::new()
-            },
-            if s.status.ran {
-                s.status.rows.to_string()
-            } else {
-                String::new()
-            }
-        );
+    for &i in &applicable {
+        let s = slots[i];
+        let mark = if s.status.ran { marks[i] } else { "pending" };
+        h.push_str("<a class=\"");
+        h.push_str(mark);
+        h.push_str("\" href=\"");
+        check_href(h, "", s);
+        h.push_str("\">");
+        push_name(h, &s.check.name);
+        h.push_str("</a> ");
     }
-    h.push_str("</tbody></table></div></details>");
+    h.push_str("</p></details>");
 
-    let skipped: Vec<&&Slot> = slots
+    // Checks that cannot run here, grouped by why.
+    let mut skipped: Vec<(&str, &Slot)> = slots
         .iter()
-        .filter(|s| s.not_applicable.is_some())
+        .filter_map(|s| s.not_applicable.as_deref().map(|w| (w, *s)))
         .collect();
     if !skipped.is_empty() {
+        skipped.sort_by_key(|(why, _)| *why);
         let _ = write!(
             h,
             "<details class=\"skipped\"><summary>{} checks skipped here</summary><ul class=\"skip\">",
             skipped.len()
         );
-        for s in skipped {
-            let _ = write!(
-                h,
-                "<li><a href=\"{}\">{}</a> <span class=\"muted\">{}</span></li>",
-                check_href("", s),
-                esc(&s.check.name),
-                esc(s.not_applicable.as_deref().unwrap_or(""))
-            );
+        let mut last = None;
+        for (why, s) in skipped {
+            if last != Some(why) {
+                if last.is_some() {
+                    h.push_str("</li>");
+                }
+                h.push_str("<li><span class=\"muted\">");
+                push_esc(h, why);
+                h.push_str(":</span> ");
+                last = Some(why);
+            }
+            h.push_str("<a href=\"");
+            check_href(h, "", s);
+            h.push_str("\">");
+            push_name(h, &s.check.name);
+            h.push_str("</a> ");
         }
-        h.push_str("</ul></details>");
+        h.push_str("</li></ul></details>");
     }
     h.push_str("</section>");
 }
@@ -562,14 +643,11 @@ pub fn check_page(
     );
     let mut items = Vec::new();
     crossings(slot, &mut items);
+    items.sort_by_key(|i| i.rank);
     if !items.is_empty() {
         h.push_str("<h3>Beyond a threshold</h3><ul class=\"att\">");
         for i in &items {
-            let _ = write!(
-                h,
-                "<li><span class=\"badge {}\">{}</span> {}</li>",
-                i.class, i.badge, i.html
-            );
+            item_html(&mut h, i, detail, false);
         }
         h.push_str("</ul>");
     }
