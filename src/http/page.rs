@@ -61,6 +61,14 @@ const CSS: &str = concat!(
 
 /// HTML-escapes `s` into `out`.
 fn push_esc(out: &mut String, s: &str) {
+    // Most text has nothing to escape: one tight scan, then one copy.
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''))
+    {
+        out.push_str(s);
+        return;
+    }
     let mut from = 0;
     for (i, b) in s.bytes().enumerate() {
         let rep = match b {
