@@ -89,8 +89,11 @@ pub struct Samples {
 pub const PREVIEW_ROWS: usize = 50;
 /// A cell longer than this is cut (at a character boundary) and marked.
 pub const PREVIEW_CELL_BYTES: usize = 256;
-/// Text kept per preview at most (cells and column names); rows past it are not kept.
+/// Memory kept per preview at most: the cells' and column names' text plus
+/// [`PREVIEW_CELL_OVERHEAD`] per cell; rows past it are not kept.
 pub const PREVIEW_BYTES: usize = 16 * 1024;
+/// What a cell costs besides its text (the `Option<String>` itself).
+pub const PREVIEW_CELL_OVERHEAD: usize = std::mem::size_of::<Option<String>>();
 
 /// The first rows of a result, as text, bounded by [`PREVIEW_ROWS`], [`PREVIEW_CELL_BYTES`]
 /// and [`PREVIEW_BYTES`]: the same values, in the same order, as the CSV's first rows
@@ -109,7 +112,10 @@ pub struct Preview {
 impl Preview {
     pub fn new(columns: &[String]) -> Self {
         let columns: Vec<String> = columns.iter().map(|c| cut(c).0).collect();
-        let bytes = columns.iter().map(String::len).sum();
+        let bytes = columns
+            .iter()
+            .map(|c| PREVIEW_CELL_OVERHEAD + c.len())
+            .sum();
         Preview {
             columns,
             bytes,
@@ -133,7 +139,10 @@ impl Preview {
                 })
             })
             .collect();
-        let bytes: usize = row.iter().flatten().map(String::len).sum();
+        let bytes: usize = row
+            .iter()
+            .map(|c| PREVIEW_CELL_OVERHEAD + c.as_ref().map_or(0, String::len))
+            .sum();
         if self.bytes + bytes > PREVIEW_BYTES {
             self.bytes = PREVIEW_BYTES;
             return;
@@ -469,6 +478,14 @@ mod tests {
         // A row over the cap is not kept, nor any after it: the preview stays the CSV's prefix.
         assert!(p.rows.is_empty());
         assert_eq!(p.seen, 50);
+        // Empty cells count too: a very wide result of NULLs stays within the cap.
+        let wide: Vec<String> = (0..2000).map(|i| format!("c{i}")).collect();
+        let mut p = Preview::new(&wide);
+        for _ in 0..50 {
+            p.push(&vec![None; 2000]);
+        }
+        let kept = p.rows.len() * 2000 * PREVIEW_CELL_OVERHEAD;
+        assert!(kept <= PREVIEW_BYTES, "{kept}");
     }
 
     #[test]
