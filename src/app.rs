@@ -109,10 +109,13 @@ impl Generation {
         let mut targets = Vec::with_capacity(config.targets.len());
         for (ni, tc) in config.targets.iter().enumerate() {
             let reused = previous.and_then(|p| {
-                p.targets.iter().position(|t| *t.config == **tc).map(|oi| {
-                    kept_targets[oi] = Some(ni);
-                    p.targets[oi].clone()
-                })
+                p.targets
+                    .iter()
+                    .position(|t| t.config.same_connection(tc))
+                    .map(|oi| {
+                        kept_targets[oi] = Some(ni);
+                        p.targets[oi].clone()
+                    })
             });
             targets.push(match reused {
                 Some(t) => t,
@@ -152,12 +155,15 @@ impl Generation {
         let scheduler = Scheduler::start(&runner, &run_now)
             .await
             .map_err(|e| StartupError::Scheduler(e.to_string()))?;
-        let pools: Vec<(String, PoolStatsFn)> = targets
+        // Labels from the new configuration: a kept pool's Target still holds the old one.
+        let pools: Vec<(String, PoolStatsFn)> = config
+            .targets
             .iter()
-            .map(|t| {
+            .zip(&targets)
+            .map(|(tc, t)| {
                 let t2 = t.clone();
                 (
-                    t.config.name.clone(),
+                    crate::exposition::target_labels_text(&tc.name, &tc.labels),
                     Box::new(move || t2.stats()) as PoolStatsFn,
                 )
             })

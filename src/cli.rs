@@ -307,6 +307,9 @@ fn check_config(a: ConfigArgs) -> ExitCode {
         config.checks.len(),
         warnings.len()
     );
+    for f in &config.exporter.included_files {
+        println!("included {}", f.display());
+    }
     for t in &config.targets {
         let deployment = t
             .deployment
@@ -322,6 +325,10 @@ fn check_config(a: ConfigArgs) -> ExitCode {
             t.sslmode.as_str(),
             t.pool_size
         );
+        if !t.labels.is_empty() {
+            let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            println!("  labels {}", labels.join(", "));
+        }
         for c in config.checks.iter().filter(|c| {
             c.targets.contains(
                 &config

@@ -361,7 +361,7 @@ fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String
     );
     h.push_str(
         "<h2>Targets</h2><table><tr><th>Target</th><th>Up</th><th>Deployment</th>\
-         <th>Readable families</th></tr>",
+         <th>Readable families</th><th>Labels</th></tr>",
     );
     for t in &st.targets {
         let up = match t.up {
@@ -380,10 +380,16 @@ fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String
             ),
             None => ("not detected yet".to_string(), String::new()),
         };
+        let labels: Vec<String> = t
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+            .collect();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{up}</td><td>{dep}</td><td>{families}</td></tr>",
-            esc(&t.name)
+            "<tr><td>{}</td><td>{up}</td><td>{dep}</td><td>{families}</td><td>{}</td></tr>",
+            esc(&t.name),
+            labels.join(" ")
         );
     }
     h.push_str(

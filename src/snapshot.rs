@@ -119,6 +119,8 @@ pub struct TargetState {
     /// What the target's user can read and the deployment that makes it: from the
     /// configuration when forced, else detected at the first successful connect.
     pub capabilities: Option<Arc<Capabilities>>,
+    /// Static labels of the target (configuration), added to all of its series.
+    pub labels: Arc<[(String, String)]>,
     /// Set when the target went down after detection: the next run detects again (a restored
     /// snapshot or a changed grant may answer differently), keeping the old answer meanwhile.
     pub redetect: bool,
@@ -209,6 +211,7 @@ impl Store {
                 name: Arc::from(t.name.as_str()),
                 up: None,
                 capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
+                labels: t.labels.clone().into(),
                 redetect: false,
             })
             .collect();

@@ -152,7 +152,9 @@ impl Validator<'_> {
         let application_name = self
             .opt_string(&p("application_name"), &t.application_name)
             .unwrap_or_else(|| "redshift-exporter".into());
+        let labels = self.static_labels(&p("labels"), start, &t.labels);
         TargetConfig {
+            labels,
             name: name.to_string(),
             host,
             hostaddr,

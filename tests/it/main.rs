@@ -10,6 +10,7 @@ mod demo;
 mod detection;
 mod docs;
 mod endpoints;
+mod fleet;
 mod hardening_faults;
 mod hardening_reload;
 mod hardening_results;
