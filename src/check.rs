@@ -144,7 +144,14 @@ async fn stream(
     let mut stream = Box::pin(stream);
     let mut rows = 0u64;
     let mut descriptions = 0;
-    while let Some(message) = stream.next().await {
+    loop {
+        // A consumer that stopped (a column mismatch) is noticed at once, not at the next
+        // row, which a slow statement may only produce at its deadline.
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = out.closed() => return Ok(Streamed::Stopped(rows)),
+        };
+        let Some(message) = message else { break };
         let message = match message.map_err(|e| db::classify_query_error(&e))? {
             SimpleQueryMessage::RowDescription(columns) => {
                 descriptions += 1;

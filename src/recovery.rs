@@ -24,7 +24,7 @@ use crate::db::{self, ErrorKind, Target};
 /// First probe after a target was found down.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Longest gap between two probes.
-pub const MAX_RETRY: Duration = Duration::from_secs(4);
+pub const MAX_RETRY: Duration = Duration::from_secs(3);
 
 /// Reachability of one target and its probe.
 pub struct Health {

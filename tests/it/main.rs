@@ -20,5 +20,6 @@ mod prometheus;
 mod reload;
 mod resilience;
 mod scheduling;
+mod scheduling_model;
 mod streaming;
 mod tls;
