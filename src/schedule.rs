@@ -518,7 +518,10 @@ impl Timing {
                     - chrono::Duration::from_std(now.saturating_duration_since(due))
                         .unwrap_or_default();
                 let mut missed = 0;
-                let mut at = started_wall;
+                // croner keeps the sub-second part of its argument in what it returns: start
+                // from the whole second so runs land on the second itself.
+                let mut at =
+                    chrono::Timelike::with_nanosecond(&started_wall, 0).unwrap_or(started_wall);
                 let next = loop {
                     match cron.find_next_occurrence(&at, false) {
                         Ok(t) if t <= wall && missed < 10_000 => {

@@ -310,7 +310,7 @@ async fn cron_schedule_runs_on_its_wall_clock_seconds_not_the_default_interval()
     let until = Instant::now() + secs(9);
     while Instant::now() < until {
         if let Some(t) = d.metrics().await.check_value(LAST_RUN, "even") {
-            if starts.last() != Some(&t) {
+            if t > 0.0 && starts.last() != Some(&t) {
                 starts.push(t);
             }
         }
@@ -321,7 +321,7 @@ async fn cron_schedule_runs_on_its_wall_clock_seconds_not_the_default_interval()
     for t in &starts[1..] {
         let whole = t.floor() as u64;
         assert!(
-            whole % 2 == 0 && t.fract() < 0.5,
+            whole % 2 == 0 && t.fract() < 0.3,
             "a run of \"*/2 * * * * *\" started at {t} (not on an even second): {starts:?}"
         );
     }
