@@ -22,5 +22,6 @@ mod prometheus;
 mod reload;
 mod resilience;
 mod scheduling;
+mod scheduling_model;
 mod streaming;
 mod tls;
