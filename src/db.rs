@@ -21,8 +21,12 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub mod login;
+pub mod sha256;
+
 use crate::capability::Access;
-use crate::config::{SslMode, TargetConfig};
+use crate::config::{Deployment, SslMode, TargetConfig};
+use login::{Credentials, Login, TargetConnect};
 
 /// Why a check run failed; a small closed set, used as the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +121,8 @@ pub struct Target {
     pub config: Arc<TargetConfig>,
     pub pool: Pool,
     pub tls: Tls,
+    /// The credentials new sessions log in with.
+    pub login: Arc<Login>,
 }
 
 /// Plain numbers describing a pool, for the exposition.
@@ -139,7 +145,6 @@ impl Target {
         }
         pg.port(config.port)
             .dbname(&config.database)
-            .user(&config.user)
             .application_name(&config.application_name)
             .connect_timeout(config.connect_timeout)
             .keepalives(true)
@@ -148,16 +153,21 @@ impl Target {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
-        if let Some(pw) = &config.password {
-            pg.password(pw.expose());
-        }
+        let login = Arc::new(Login::new(Credentials {
+            user: config.user.clone(),
+            password: config.password.clone().map(Arc::new),
+        }));
         let mgr_config = ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         };
-        let manager = match &tls {
-            Tls::None => Manager::from_config(pg, NoTls, mgr_config),
-            Tls::Rustls(t) => Manager::from_config(pg, t.clone(), mgr_config),
+        // Code 13 is Redshift's sha256 request on Redshift only (HighGo, a PostgreSQL fork,
+        // uses it for something else): answer it unless the target is declared PostgreSQL.
+        let connect = TargetConnect {
+            tls: tls.clone(),
+            digest: config.deployment != Some(Deployment::Postgres),
+            login: login.clone(),
         };
+        let manager = Manager::from_connect(pg, connect, mgr_config);
         let max_age = config.max_connection_age;
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
@@ -182,7 +192,12 @@ impl Target {
                 target: config.name.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Target { config, pool, tls })
+        Ok(Target {
+            config,
+            pool,
+            tls,
+            login,
+        })
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -463,18 +478,23 @@ pub fn classify_connect_error(e: &tokio_postgres::Error) -> CheckError {
         .as_db_error()
         .map(|d| d.code().code().starts_with("28"))
         .unwrap_or(false);
+    if message.contains(sha256::ERROR_PREFIX) {
+        return CheckError::new(ErrorKind::Auth, message);
+    }
     if let Some(code) = unsupported_auth_code(&message) {
         let what = match code.as_str() {
             "13" => {
-                "Redshift's SHA-256 password digest (the user's password was stored as sha256|...)"
+                "Redshift's SHA-256 password digest (the user's password was stored as sha256|...), which the exporter answers only over TLS and not for deployment = \"postgres\": set sslmode = \"require\" or \"verify-full\", or"
             }
-            "14" => "an identity-provider token (native IdP authentication)",
-            _ => "a method this client does not implement",
+            "14" => {
+                "an identity-provider token (native IdP authentication), which the exporter does not do:"
+            }
+            _ => "a method this client does not implement:",
         };
         return CheckError::new(
             ErrorKind::Auth,
             format!(
-                "the server asked for authentication method {code}, {what}; give the exporter user an MD5 password (ALTER USER ... PASSWORD 'plain text' stores MD5) or use IAM temporary credentials ({message})"
+                "the server asked for authentication method {code}, {what} give the exporter user an MD5 password (ALTER USER ... PASSWORD 'plain text' stores MD5) or use IAM temporary credentials ({message})"
             ),
         );
     }

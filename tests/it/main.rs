@@ -21,5 +21,6 @@ mod prometheus;
 mod reload;
 mod resilience;
 mod scheduling;
+mod sha256;
 mod streaming;
 mod tls;

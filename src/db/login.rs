@@ -1,0 +1,125 @@
+//! How a target's new sessions log in: the user name and password handed to tokio-postgres for
+//! each new session, and the `deadpool_postgres::Connect` implementation that opens sessions
+//! with them (with Redshift's sha256 adapter on TLS sessions of targets that may be Redshift).
+//!
+//! Owns: the per-session choice of credentials and of TLS connector. Does not own: where
+//! rotating credentials come from (the `aws` module fills [`Login`] through [`Login::set`]), pool
+//! sizing and hooks (`db`), or the sha256 exchange itself (`sha256`).
+
+use std::sync::{Arc, RwLock};
+
+use deadpool_postgres::Connect;
+use tokio_postgres::NoTls;
+
+use super::Tls;
+use super::sha256::DigestTls;
+use crate::config::Secret;
+
+/// A user name and password for new sessions.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Option<Arc<Secret>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// The credentials the next new session of a target uses. Open sessions keep the ones they
+/// logged in with: changing these never touches them.
+#[derive(Debug)]
+pub struct Login {
+    current: RwLock<Arc<Credentials>>,
+}
+
+impl Login {
+    pub fn new(credentials: Credentials) -> Self {
+        Login {
+            current: RwLock::new(Arc::new(credentials)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Credentials> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the credentials for sessions opened from now on.
+    pub fn set(&self, credentials: Credentials) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(credentials);
+    }
+}
+
+/// Opens one session for the pool: the target's settings plus the current credentials.
+pub(super) struct TargetConnect {
+    pub tls: Tls,
+    /// Answer Redshift's sha256 request (code 13) on TLS sessions.
+    pub digest: bool,
+    pub login: Arc<Login>,
+}
+
+type ConnectFuture<'a> = std::pin::Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+                    tokio_postgres::Error,
+                >,
+            > + Send
+            + 'a,
+    >,
+>;
+
+impl Connect for TargetConnect {
+    fn connect(&self, pg_config: &tokio_postgres::Config) -> ConnectFuture<'_> {
+        let creds = self.login.current();
+        let mut pg = pg_config.clone();
+        pg.user(&creds.user);
+        if let Some(pw) = &creds.password {
+            pg.password(pw.expose());
+        }
+        let tls = self.tls.clone();
+        let digest = self.digest;
+        Box::pin(async move {
+            let (client, task) = match tls {
+                Tls::None => {
+                    let (client, conn) = pg.connect(NoTls).await?;
+                    (client, spawn_connection(conn))
+                }
+                Tls::Rustls(t) if digest => {
+                    let tls = DigestTls {
+                        inner: t,
+                        password: creds.password.clone(),
+                    };
+                    let (client, conn) = pg.connect(tls).await?;
+                    (client, spawn_connection(conn))
+                }
+                Tls::Rustls(t) => {
+                    let (client, conn) = pg.connect(t).await?;
+                    (client, spawn_connection(conn))
+                }
+            };
+            Ok((client, task))
+        })
+    }
+}
+
+/// Drives a session's connection in the background, as deadpool's own connector does.
+fn spawn_connection<F>(conn: F) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(target: "deadpool.postgres", "Connection error: {}", e);
+        }
+    })
+}
