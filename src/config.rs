@@ -20,7 +20,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod archive;
+mod aws;
 pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes};
+pub use aws::{AwsLogin, HostHint, IamApi, IamPlan, SecretRef, host_hint, secret_ref};
 
 /// Where data metrics' names start unless `[exporter] namespace` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "redshift";
@@ -164,6 +166,9 @@ pub struct TargetConfig {
     pub keepalives_idle: Duration,
     /// `None` means detect at connect time.
     pub deployment: Option<Deployment>,
+    /// Credentials from AWS (IAM or Secrets Manager) instead of `user`/`password`; `user` is
+    /// then `iam.db_user` or empty.
+    pub aws: Option<AwsLogin>,
 }
 
 /// When a check runs.
@@ -416,6 +421,8 @@ struct RawTarget {
     max_connection_age: Option<Spanned<String>>,
     keepalives_idle: Option<Spanned<String>>,
     deployment: Option<Spanned<String>>,
+    password_secret: Option<Spanned<String>>,
+    iam: Option<Spanned<aws::RawIam>>,
 }
 
 #[derive(Deserialize)]
@@ -700,7 +707,12 @@ impl Validator<'_> {
                 }
             }
         };
-        let user = required(self, "user", &t.user);
+        let aws_keys = t.iam.is_some() || t.password_secret.is_some();
+        let user = if aws_keys {
+            self.opt_string(&p("user"), &t.user).unwrap_or_default()
+        } else {
+            required(self, "user", &t.user)
+        };
         let database = self
             .opt_string(&p("database"), &t.database)
             .unwrap_or_else(|| "dev".into());
@@ -797,6 +809,31 @@ impl Validator<'_> {
         let application_name = self
             .opt_string(&p("application_name"), &t.application_name)
             .unwrap_or_else(|| "redshift-exporter".into());
+        let aws = self.aws_login(
+            &aws::TargetFacts {
+                base: &format!("targets.{name}"),
+                host: &host,
+                database: &database,
+                sslmode,
+                sslmode_span: t.sslmode.as_ref().map(|s| s.span().start),
+                deployment,
+                has_password: t
+                    .password
+                    .as_ref()
+                    .or(t.password_file.as_ref())
+                    .map(|s| s.span().start),
+                user: t.user.as_ref().map(|s| s.span().start),
+            },
+            &t.password_secret,
+            &t.iam,
+        );
+        let user = match &aws {
+            Some(AwsLogin::Iam(IamPlan {
+                api: IamApi::ClusterCredentials { db_user, .. },
+                ..
+            })) => db_user.clone(),
+            _ => user,
+        };
         TargetConfig {
             name: name.to_string(),
             host,
@@ -825,6 +862,7 @@ impl Validator<'_> {
                 Duration::from_secs(60),
             ),
             deployment,
+            aws,
         }
     }
 

@@ -45,10 +45,12 @@ pub enum ErrorKind {
     Columns,
     /// Shutdown cancelled the run after the drain timeout.
     Canceled,
+    /// The AWS call that provides the target's credentials failed (IAM, Secrets Manager).
+    Aws,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Connect,
         ErrorKind::Auth,
         ErrorKind::PoolTimeout,
@@ -56,6 +58,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Columns,
         ErrorKind::Canceled,
+        ErrorKind::Aws,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,12 +70,13 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Columns => "columns",
             ErrorKind::Canceled => "canceled",
+            ErrorKind::Aws => "aws",
         }
     }
 
     /// True when the failure says the database could not be reached or logged into.
     pub fn target_down(self) -> bool {
-        matches!(self, ErrorKind::Connect | ErrorKind::Auth)
+        matches!(self, ErrorKind::Connect | ErrorKind::Auth | ErrorKind::Aws)
     }
 }
 
@@ -123,6 +127,9 @@ pub struct Target {
     pub tls: Tls,
     /// The credentials new sessions log in with.
     pub login: Arc<Login>,
+    /// Where they come from when AWS provides them.
+    #[cfg(feature = "aws")]
+    pub auth: Option<Arc<crate::aws::TargetAuth>>,
 }
 
 /// Plain numbers describing a pool, for the exposition.
@@ -193,6 +200,8 @@ impl Target {
                 message: e.to_string(),
             })?;
         Ok(Target {
+            #[cfg(feature = "aws")]
+            auth: crate::aws::TargetAuth::new(&config),
             config,
             pool,
             tls,
@@ -247,8 +256,64 @@ impl Target {
     pub async fn session(&self, deadline: Duration) -> Result<Session<'_>, CheckError> {
         Ok(Session {
             target: self,
-            client: get_client(&self.pool, deadline).await?,
+            client: self.client(deadline).await?,
         })
+    }
+
+    /// Takes a session from the pool within `deadline`. When AWS provides the credentials,
+    /// they are made current first if a new session may be opened, and a refused login (an
+    /// expired token, a rotated password) makes one re-fetch and one more try.
+    pub async fn client(
+        &self,
+        deadline: Duration,
+    ) -> Result<deadpool_postgres::Object, CheckError> {
+        #[cfg(feature = "aws")]
+        if let Some(auth) = &self.auth {
+            return self.client_with_aws(auth, deadline).await;
+        }
+        get_client(&self.pool, deadline).await
+    }
+
+    #[cfg(feature = "aws")]
+    async fn client_with_aws(
+        &self,
+        auth: &crate::aws::TargetAuth,
+        deadline: Duration,
+    ) -> Result<deadpool_postgres::Object, CheckError> {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut retried = false;
+        loop {
+            // An idle session is reused without a login; otherwise one may be opened.
+            if retried || self.pool.status().available == 0 {
+                let creds = tokio::time::timeout_at(end, auth.credentials())
+                    .await
+                    .map_err(|_| {
+                        CheckError::new(
+                            ErrorKind::Aws,
+                            format!("{} did not answer before the deadline", auth.api()),
+                        )
+                    })?
+                    .map_err(|e| {
+                        CheckError::new(ErrorKind::Aws, format!("{} failed: {e}", auth.api()))
+                    })?;
+                self.login.set(creds);
+            }
+            let used = self.login.current();
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            match get_client(&self.pool, left).await {
+                Err(e) if e.kind == ErrorKind::Auth && !retried => {
+                    auth.login_failed(&used).await;
+                    tracing::info!(
+                        target = %self.config.name,
+                        db_user = %used.user,
+                        error = %e.message,
+                        "login refused; fetching the credentials again"
+                    );
+                    retried = true;
+                }
+                r => return r,
+            }
+        }
     }
 }
 

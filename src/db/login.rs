@@ -53,8 +53,11 @@ impl Login {
     }
 
     /// Replaces the credentials for sessions opened from now on.
-    pub fn set(&self, credentials: Credentials) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(credentials);
+    pub fn set(&self, credentials: Arc<Credentials>) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current, &credentials) {
+            *current = credentials;
+        }
     }
 }
 
