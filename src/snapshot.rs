@@ -52,7 +52,7 @@ pub struct Counters {
     /// Indexed like [`RunResult::ALL`].
     pub runs: [u64; 4],
     /// Indexed like [`ErrorKind::ALL`].
-    pub errors: [u64; 7],
+    pub errors: [u64; ErrorKind::ALL.len()],
     /// Indexed like [`SampleError::ALL`].
     pub sample_errors: [u64; 4],
     pub archive_files: u64,
