@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::AwsError;
 
 /// Credentials are renewed at least this long before they expire (AWS's JDBC driver uses 60 s
-/// too); shorter-lived ones at half their life.
+/// too); ones that live barely longer than that, at half their life.
 pub const RENEW_MARGIN: Duration = Duration::from_secs(60);
 /// Backoff after a failed fetch: 1 s, doubling, at most 60 s (twice that when throttled).
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -114,7 +114,13 @@ impl<T> Cache<T> {
                         let life = at
                             .duration_since(SystemTime::now())
                             .unwrap_or(Duration::ZERO);
-                        let margin = RENEW_MARGIN.min(life / 2);
+                        // Lives shorter than the margin (no real API issues those) are
+                        // renewed at half-life rather than on every use.
+                        let margin = if life > RENEW_MARGIN + Duration::from_secs(1) {
+                            RENEW_MARGIN
+                        } else {
+                            life / 2
+                        };
                         (Some(now + life - margin), Some(now + life))
                     }
                 };

@@ -61,6 +61,30 @@ impl Login {
     }
 }
 
+/// The database user each AWS-provided login last resolved to, by target name: what the
+/// landing page shows (`IAM:exporter`, `IAMR:role`, the secret's `username`).
+pub fn resolved_user(target: &str) -> Option<String> {
+    resolved()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(target)
+        .cloned()
+}
+
+/// Records `user` as the one `target`'s new sessions log in as.
+pub fn set_resolved_user(target: &str, user: &str) {
+    resolved()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target.to_owned(), user.to_owned());
+}
+
+fn resolved() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static MAP: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    MAP.get_or_init(Default::default)
+}
+
 /// Opens one session for the pool: the target's settings plus the current credentials.
 pub(super) struct TargetConnect {
     pub tls: Tls,

@@ -5,6 +5,8 @@ mod support;
 
 mod archive;
 mod archive_lifecycle;
+#[cfg(feature = "aws")]
+mod aws_login;
 mod cli;
 mod demo;
 mod detection;
