@@ -7,6 +7,8 @@ mod archive;
 mod archive_lifecycle;
 #[cfg(feature = "aws")]
 mod aws_login;
+#[cfg(feature = "aws")]
+mod aws_moto;
 mod cli;
 mod demo;
 mod detection;
