@@ -15,7 +15,7 @@ use crate::support::aws::stand_in;
 use crate::tls::{Pki, make_pki};
 
 /// A PostgreSQL with TLS where everyone but `postgres` logs in with a SCRAM password over TLS.
-async fn tls_cluster() -> (TempCluster, Pki) {
+pub(crate) async fn tls_cluster() -> (TempCluster, Pki) {
     tokio::task::spawn_blocking(|| {
         let pki = make_pki();
         let crt = std::fs::read(pki.path("server.crt")).unwrap();
