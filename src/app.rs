@@ -115,7 +115,10 @@ impl Generation {
                 })
             });
             targets.push(match reused {
-                Some(t) => t,
+                Some(t) => {
+                    t.reloaded().await;
+                    t
+                }
                 None => Arc::new(Target::new(tc.clone())?),
             });
         }

@@ -85,6 +85,13 @@ impl TargetAuth {
         self.cache.invalidate(used).await
     }
 
+    /// On reload: a secret is read again for the next new session; IAM credentials stay.
+    pub async fn reload(&self) {
+        if matches!(self.source, AwsLogin::Secret(_)) {
+            self.cache.clear().await;
+        }
+    }
+
     /// The database user the last credentials named.
     pub fn db_user(&self) -> Option<String> {
         self.db_user

@@ -11,8 +11,12 @@ use std::sync::{Arc, RwLock};
 use deadpool_postgres::Connect;
 use tokio_postgres::NoTls;
 
-use super::Tls;
+use std::time::Duration;
+
+#[cfg(feature = "aws")]
+use super::ErrorKind;
 use super::sha256::DigestTls;
+use super::{CheckError, Target, Tls, get_client};
 use crate::config::Secret;
 
 /// A user name and password for new sessions.
@@ -149,4 +153,71 @@ where
             tracing::warn!(target: "deadpool.postgres", "Connection error: {}", e);
         }
     })
+}
+
+impl Target {
+    /// The configuration was reloaded and this target kept: a Secrets Manager login is read
+    /// again for the next new session (the secret may have been rotated on purpose).
+    pub async fn reloaded(&self) {
+        #[cfg(feature = "aws")]
+        if let Some(auth) = &self.auth {
+            auth.reload().await;
+        }
+    }
+
+    /// Takes a session from the pool within `deadline`. When AWS provides the credentials,
+    /// they are made current first if a new session may be opened, and a refused login (an
+    /// expired token, a rotated password) makes one re-fetch and one more try.
+    pub async fn client(
+        &self,
+        deadline: Duration,
+    ) -> Result<deadpool_postgres::Object, CheckError> {
+        #[cfg(feature = "aws")]
+        if let Some(auth) = &self.auth {
+            return self.client_with_aws(auth, deadline).await;
+        }
+        get_client(&self.pool, deadline).await
+    }
+
+    #[cfg(feature = "aws")]
+    async fn client_with_aws(
+        &self,
+        auth: &crate::aws::TargetAuth,
+        deadline: Duration,
+    ) -> Result<deadpool_postgres::Object, CheckError> {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut retried = false;
+        loop {
+            // An idle session is reused without a login; otherwise one may be opened.
+            if retried || self.pool.status().available == 0 {
+                let creds = tokio::time::timeout_at(end, auth.credentials())
+                    .await
+                    .map_err(|_| {
+                        CheckError::new(
+                            ErrorKind::Aws,
+                            format!("{} did not answer before the deadline", auth.api()),
+                        )
+                    })?
+                    .map_err(|e| {
+                        CheckError::new(ErrorKind::Aws, format!("{} failed: {e}", auth.api()))
+                    })?;
+                self.login.set(creds);
+            }
+            let used = self.login.current();
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            match get_client(&self.pool, left).await {
+                Err(e) if e.kind == ErrorKind::Auth && !retried => {
+                    auth.login_failed(&used).await;
+                    tracing::info!(
+                        target = %self.config.name,
+                        db_user = %used.user,
+                        error = %e.message,
+                        "login refused; fetching the credentials again"
+                    );
+                    retried = true;
+                }
+                r => return r,
+            }
+        }
+    }
 }
