@@ -483,9 +483,10 @@ pub fn classify_pool_error(e: PoolError) -> CheckError {
 /// Maps an error raised while opening a session.
 pub fn classify_connect_error(e: &tokio_postgres::Error) -> CheckError {
     let message = error_chain(e);
+    // Redshift's "IAM Authentication token has expired" is an auth failure whatever its code.
     let auth_code = e
         .as_db_error()
-        .map(|d| d.code().code().starts_with("28"))
+        .map(|d| d.code().code().starts_with("28") || d.message().contains("token has expired"))
         .unwrap_or(false);
     if message.contains(sha256::ERROR_PREFIX) {
         return CheckError::new(ErrorKind::Auth, message);

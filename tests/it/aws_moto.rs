@@ -189,3 +189,133 @@ async fn iam_login_through_moto_with_signature_checks() {
     );
     drop(cluster);
 }
+
+/// A Secrets Manager secret in moto; the daemon logs in with it, then the secret and the role's
+/// password are rotated and the exporter's sessions are dropped: the daemon recovers on its own
+/// (the refused login makes it read the secret again) without an `auth` error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
+    use crate::support::names::{ERRORS, RUNS};
+    use crate::support::{Daemon, check_toml, exporter_toml};
+    let port = free_port();
+    let child = match std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run moto_server ({e})");
+            return;
+        }
+    };
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let boto = |code: &str| {
+        let script = format!(
+            "import boto3, json, sys\nsm = boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='AKIAMOTO', aws_secret_access_key='x')\n{code}"
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script, &moto.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let arn = boto(
+        "print(sm.create_secret(Name='redshift-exporter-it', SecretString=json.dumps({'engine': 'redshift', 'username': 'sm_rot', 'password': 'Moto-Sm-Pw-1', 'port': 5439}))['ARN'])",
+    );
+    assert!(
+        arn.starts_with("arn:aws:secretsmanager:us-east-1:"),
+        "{arn}"
+    );
+    let (cluster, _pki) = crate::aws_login::tls_cluster().await;
+    let admin = TestDb::at("127.0.0.1", cluster.port(), "postgres", "postgres", None);
+    admin
+        .execute("CREATE ROLE sm_rot LOGIN PASSWORD 'Moto-Sm-Pw-1'")
+        .await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "")
+        + &format!(
+            "\n[targets.main]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\nsslmode = \"require\"\nconnect_timeout = \"5s\"\npool_size = 1\npassword_secret = \"{arn}\"\n",
+            cluster.port()
+        )
+        + &check_toml(
+            "who",
+            "SELECT 1 AS v WHERE current_user = 'sm_rot'",
+            "values = [\"v\"]\ninterval = \"1s\"",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIAMOTO"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let cfg_s = cfg.display().to_string();
+    let args: Vec<String> = [
+        "run",
+        "--config",
+        &cfg_s,
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut d = Daemon::spawn_raw(&args, &env);
+    d.wait_listening(Duration::from_secs(15)).await;
+    let ok = [("target", "main"), ("check", "who"), ("result", "success")];
+    let m = d
+        .wait_metrics("a run as sm_rot", Duration::from_secs(15), |m| {
+            m.get(RUNS, &ok).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    let before = m.get(RUNS, &ok).unwrap();
+
+    // Rotate: the secret and the role's password change, and the session is dropped.
+    boto(
+        "sm.put_secret_value(SecretId='redshift-exporter-it', SecretString=json.dumps({'engine': 'redshift', 'username': 'sm_rot', 'password': 'Moto-Sm-Pw-2'}))",
+    );
+    admin
+        .execute("ALTER ROLE sm_rot PASSWORD 'Moto-Sm-Pw-2'; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sm_rot'")
+        .await;
+    let m = d
+        .wait_metrics(
+            "successful runs after the rotation",
+            Duration::from_secs(20),
+            |m| m.get(RUNS, &ok).unwrap_or(0.0) >= before + 3.0,
+        )
+        .await;
+    assert_eq!(
+        m.get(
+            ERRORS,
+            &[("target", "main"), ("check", "who"), ("kind", "auth")]
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "the rotation is absorbed by one re-read, not reported:\n{}",
+        d.log_text()
+    );
+    assert!(
+        !d.logs_with_message("login refused; fetching the credentials again")
+            .is_empty(),
+        "{}",
+        d.log_text()
+    );
+    assert!(!d.log_text().contains("Moto-Sm-Pw"), "a password leaked");
+    d.sigterm();
+    let _ = d.wait_exit(Duration::from_secs(15)).await;
+    drop(cluster);
+}
