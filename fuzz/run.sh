@@ -2,6 +2,7 @@
 # Runs every fuzz target for SECONDS each (default 60) with cargo-fuzz on the nightly toolchain
 # and prints, per target, the executions run and whether it found a crash.
 # Usage: fuzz/run.sh [SECONDS]     (install once: cargo install cargo-fuzz)
+# CI runs the stable-toolchain smoke version instead: fuzz/smoke.sh.
 set -euo pipefail
 seconds="${1:-60}"
 cd "$(dirname "$0")"

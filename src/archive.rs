@@ -306,8 +306,9 @@ async fn write_rows<W: AsyncWrite + Unpin + Send>(
     let complete = match source {
         Source::Whole(result) => {
             for row in &result.rows {
-                // Collected first: an iterator borrowed across .await is not Send (stack
-                // notes §3.7).
+                // Collected first: handing `write_record` the borrowing iterator keeps it alive
+                // across the `.await`, and rustc then cannot prove the future `Send` (a known
+                // limitation with closures over borrowed data), which spawned tasks must be.
                 let fields: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("")).collect();
                 w.write_record(&fields).await.map_err(csv_err)?;
             }

@@ -103,8 +103,9 @@ async fn stream(
         .simple_query_raw(sql)
         .await
         .map_err(|e| db::classify_query_error(&e))?;
-    // Box::pin, not pin_mut!: dropping a pinned reference would keep a half-read stream
-    // alive and stall the connection (stack notes §3.1).
+    // Box::pin, not pin_mut!: the stream must be owned here so an early return drops it;
+    // dropping only a pinned reference would keep a half-read stream alive and stall the
+    // connection for the next query.
     let mut stream = Box::pin(stream);
     let mut rows = 0u64;
     let mut descriptions = 0;

@@ -312,10 +312,10 @@ fn check_config(a: ConfigArgs) -> ExitCode {
             .deployment
             .map(|d| d.as_str())
             .unwrap_or("detected at connect");
-        let user = match &t.aws {
-            None => t.user.clone(),
-            Some(crate::config::AwsLogin::Secret(s)) => format!("the user of secret {}", s.id),
-            Some(crate::config::AwsLogin::Iam(p)) => match &p.api {
+        let user = match &t.auth {
+            crate::config::Auth::Password(_) => t.user.clone(),
+            crate::config::Auth::Secret(s) => format!("the user of secret {}", s.id),
+            crate::config::Auth::Iam(p) => match &p.api {
                 crate::config::IamApi::ClusterCredentials {
                     db_user,
                     auto_create,

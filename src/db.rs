@@ -4,10 +4,11 @@
 //! Together with `check` this is the only module that knows tokio-postgres. It knows nothing
 //! about checks' meaning, metrics or the archive.
 //!
-//! Redshift-safe choices (see `../shared/redshift-reference.md` §4 and stack notes §3.3):
-//! recycling is `Verified` (an empty query; never `Clean`, whose `DISCARD`/`UNLISTEN` Redshift
-//! rejects); every pool wait has a deadline and a runtime; TCP keepalive is minutes, not the
-//! OS's two hours; connections are retired by age by [`Target::retire_old_connections`].
+//! Redshift-safe choices: recycling is `Verified` (an empty query; never `Clean`, whose
+//! `DISCARD`/`UNLISTEN` Redshift rejects); every pool wait has a deadline and a runtime (a
+//! deadpool wait without one blocks forever); TCP keepalive is minutes, not the OS's two hours
+//! (AWS NAT gateways and load balancers drop idle flows after about 350 s); connections are
+//! retired by age by [`Target::retire_old_connections`] (Redshift drops idle sessions after hours).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub mod login;
 pub mod sha256;
 
 use crate::capability::Access;
-use crate::config::{Deployment, SslMode, TargetConfig};
+use crate::config::{Auth, Deployment, SslMode, TargetConfig};
 use login::{Credentials, Login, TargetConnect};
 
 /// Why a check run failed; a small closed set, used as the `kind` label.
@@ -61,6 +62,14 @@ impl ErrorKind {
         ErrorKind::Aws,
     ];
 
+    /// How many there are: the length of counter arrays indexed by [`ErrorKind::index`].
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`ErrorKind::ALL`], hence in every counter array sized by [`ErrorKind::COUNT`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
@@ -79,6 +88,16 @@ impl ErrorKind {
         matches!(self, ErrorKind::Connect | ErrorKind::Auth | ErrorKind::Aws)
     }
 }
+
+// `index` is the declaration order: ALL must list every variant in that order, so that every
+// index is below COUNT (checked at compile time; a gap or reordering fails the build).
+const _: () = {
+    let mut i = 0;
+    while i < ErrorKind::COUNT {
+        assert!(ErrorKind::ALL[i].index() == i);
+        i += 1;
+    }
+};
 
 /// A failed check run: the kind (for metrics) and a one-line cause (for logs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,9 +179,15 @@ impl Target {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
+        // The credentials of the first session; AWS-provided ones are fetched before it opens
+        // (`Target::client`) and replace these.
+        let password = match &config.auth {
+            Auth::Password(pw) => pw.clone().map(Arc::new),
+            Auth::Iam(_) | Auth::Secret(_) => None,
+        };
         let login = Arc::new(Login::new(Credentials {
             user: config.user.clone(),
-            password: config.password.clone().map(Arc::new),
+            password,
         }));
         let mgr_config = ManagerConfig {
             recycling_method: RecyclingMethod::Verified,

@@ -3,9 +3,10 @@
 //!
 //! Every handler reads the snapshot (through the exposition's cache); none touches the
 //! database. HTTP/1.1 only, via hyper, with a header read timeout that actually works
-//! (hyper's needs a timer, stack notes §3.6). TLS and basic authentication come from
-//! `--web.config.file` and cover every route. Shutdown: stop accepting when the token fires;
-//! connections in flight get a short grace period.
+//! (hyper's `header_read_timeout` takes effect only when the builder is also given a timer).
+//! TLS and basic authentication come from `--web.config.file` and cover every route.
+//! Shutdown: stop accepting when the token fires; connections in flight get a short grace
+//! period.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;

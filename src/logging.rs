@@ -1,5 +1,7 @@
 //! Log output: tracing to stderr as text or one JSON object per line, filtered by level.
-//! Noisy dependencies are held at `warn` unless the level is `trace`.
+//! Noisy dependencies are held at `warn` unless the level is `trace`. Text is coloured only
+//! when stderr is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>), so a
+//! file, a pipe or journald gets plain lines.
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -34,6 +36,12 @@ impl From<Level> for LevelFilter {
     }
 }
 
+/// Whether text logs get ANSI colours: only on a terminal, and never when `NO_COLOR` has a
+/// non-empty value.
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber. Safe to call once per process.
 pub fn init(level: Level, format: Format) {
     let level: LevelFilter = level.into();
@@ -55,6 +63,10 @@ pub fn init(level: Level, format: Format) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(use_colour(
+                        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                        std::env::var_os("NO_COLOR").as_deref(),
+                    ))
                     .with_target(false),
             )
             .init(),
@@ -71,5 +83,20 @@ pub fn init(level: Level, format: Format) {
                     .with_writer(std::io::stderr),
             )
             .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new(""))));
     }
 }

@@ -47,6 +47,14 @@ impl SampleError {
         SampleError::SeriesLimit,
     ];
 
+    /// How many there are: the length of counter arrays indexed by [`SampleError::index`].
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`SampleError::ALL`], hence in every counter array sized by [`SampleError::COUNT`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SampleError::Null => "null",
@@ -57,17 +65,27 @@ impl SampleError {
     }
 }
 
+// `index` is the declaration order: ALL must list every variant in that order, so that every
+// index is below COUNT (checked at compile time; a gap or reordering fails the build).
+const _: () = {
+    let mut i = 0;
+    while i < SampleError::COUNT {
+        assert!(SampleError::ALL[i].index() == i);
+        i += 1;
+    }
+};
+
 /// The samples of one run of one check on one target.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
     pub rows: Vec<SampleRow>,
     /// Counts indexed like [`SampleError::ALL`].
-    pub errors: [u64; 4],
+    pub errors: [u64; SampleError::COUNT],
 }
 
 impl Samples {
     pub fn error_count(&self, e: SampleError) -> u64 {
-        self.errors[e as usize]
+        self.errors[e.index()]
     }
     /// Number of series that will be exposed.
     pub fn series(&self) -> usize {
@@ -171,12 +189,12 @@ impl<'c> Sampler<'c> {
             }
         };
         if duplicate {
-            self.out.errors[SampleError::DuplicateLabels as usize] += 1;
+            self.out.errors[SampleError::DuplicateLabels.index()] += 1;
             return;
         }
         let per_row = self.value_ix.len().max(1);
         if self.series + per_row > self.check.max_series {
-            self.out.errors[SampleError::SeriesLimit as usize] += 1;
+            self.out.errors[SampleError::SeriesLimit.index()] += 1;
             return;
         }
         let errors = &mut self.out.errors;
@@ -185,13 +203,13 @@ impl<'c> Sampler<'c> {
             .iter()
             .map(|&i| match row.get(i).and_then(|v| v.as_deref()) {
                 None => {
-                    errors[SampleError::Null as usize] += 1;
+                    errors[SampleError::Null.index()] += 1;
                     None
                 }
                 Some(text) => match parse_value(text) {
                     Some(v) => Some(v),
                     None => {
-                        errors[SampleError::NotANumber as usize] += 1;
+                        errors[SampleError::NotANumber.index()] += 1;
                         None
                     }
                 },
@@ -229,12 +247,6 @@ pub fn parse_value(text: &str) -> Option<f64> {
         "" => None,
         _ => t.parse::<f64>().ok(),
     }
-}
-
-/// Label text as exposed: trailing blanks of `character(n)` removed, NULL as empty.
-pub fn label_value(v: Option<&str>) -> String {
-    v.map(|s| s.trim_end_matches(' ').to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -281,7 +293,7 @@ mod tests {
                 values: vec![Some(3.0), Some(2.5)],
             }]
         );
-        assert_eq!(s.errors, [0; 4]);
+        assert_eq!(s.errors, [0; SampleError::COUNT]);
     }
 
     #[test]

@@ -36,6 +36,14 @@ impl RunResult {
         RunResult::Timeout,
         RunResult::Skipped,
     ];
+
+    /// How many there are: the length of counter arrays indexed by [`RunResult::index`].
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`RunResult::ALL`], hence in every counter array sized by [`RunResult::COUNT`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             RunResult::Success => "success",
@@ -46,15 +54,25 @@ impl RunResult {
     }
 }
 
+// `index` is the declaration order: ALL must list every variant in that order, so that every
+// index is below COUNT (checked at compile time; a gap or reordering fails the build).
+const _: () = {
+    let mut i = 0;
+    while i < RunResult::COUNT {
+        assert!(RunResult::ALL[i].index() == i);
+        i += 1;
+    }
+};
+
 /// Monotonic counters of one slot.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     /// Indexed like [`RunResult::ALL`].
-    pub runs: [u64; 4],
+    pub runs: [u64; RunResult::COUNT],
     /// Indexed like [`ErrorKind::ALL`].
-    pub errors: [u64; ErrorKind::ALL.len()],
+    pub errors: [u64; ErrorKind::COUNT],
     /// Indexed like [`SampleError::ALL`].
-    pub sample_errors: [u64; 4],
+    pub sample_errors: [u64; SampleError::COUNT],
     pub archive_files: u64,
     pub archive_errors: u64,
 }
@@ -322,9 +340,9 @@ impl Store {
                     sl.status.rows = rows;
                     sl.status.last_success = started;
                     sl.status.last_error = None;
-                    sl.counters.runs[RunResult::Success as usize] += 1;
+                    sl.counters.runs[RunResult::Success.index()] += 1;
                     for e in SampleError::ALL {
-                        sl.counters.sample_errors[e as usize] += samples.error_count(e);
+                        sl.counters.sample_errors[e.index()] += samples.error_count(e);
                     }
                     sl.samples = Some(Arc::new(samples));
                     s.targets[target_index].up = Some(true);
@@ -338,12 +356,8 @@ impl Store {
                     } else {
                         RunResult::Error
                     };
-                    sl.counters.runs[result as usize] += 1;
-                    let ki = ErrorKind::ALL
-                        .iter()
-                        .position(|k| *k == err.kind)
-                        .unwrap_or(0);
-                    sl.counters.errors[ki] += 1;
+                    sl.counters.runs[result.index()] += 1;
+                    sl.counters.errors[err.kind.index()] += 1;
                     if err.kind.target_down() {
                         s.targets[target_index].up = Some(false);
                         let t = &mut s.targets[target_index];
@@ -364,7 +378,7 @@ impl Store {
         let Some((store, slot)) = self.forward(slot) else {
             return;
         };
-        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped as usize] += 1);
+        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped.index()] += 1);
     }
 
     /// An archive write finished.

@@ -51,7 +51,8 @@ fn client_with(
     cfg: &S3Config,
     adjust: impl FnOnce(AmazonS3Builder) -> AmazonS3Builder,
 ) -> Result<Arc<dyn ObjectStore>, UploadError> {
-    // reqwest is built without a bundled TLS provider; ring is the project's (stack notes §3.8).
+    // reqwest is built without a bundled TLS provider: install ring, the rustls provider the
+    // rest of the binary (database TLS, HTTPS server) already uses, so only one is linked.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let region = cfg
         .region

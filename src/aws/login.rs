@@ -9,13 +9,19 @@ use std::sync::{Arc, RwLock};
 
 use super::cache::{Cache, Issued};
 use super::{AwsError, iam, secret};
-use crate::config::{AwsLogin, IamApi, TargetConfig};
+use crate::config::{Auth, IamApi, IamPlan, SecretRef, TargetConfig};
 use crate::db::login::Credentials;
+
+/// Where a target's credentials come from.
+enum Source {
+    Iam(IamPlan),
+    Secret(SecretRef),
+}
 
 /// A target's AWS-provided login.
 pub struct TargetAuth {
     target: String,
-    source: AwsLogin,
+    source: Source,
     cache: Cache<Credentials>,
     db_user: RwLock<Option<String>>,
 }
@@ -23,9 +29,14 @@ pub struct TargetAuth {
 impl TargetAuth {
     /// `None` when the target logs in with its own user and password.
     pub fn new(config: &TargetConfig) -> Option<Arc<TargetAuth>> {
+        let source = match &config.auth {
+            Auth::Password(_) => return None,
+            Auth::Iam(p) => Source::Iam(p.clone()),
+            Auth::Secret(s) => Source::Secret(s.clone()),
+        };
         Some(Arc::new(TargetAuth {
             target: config.name.clone(),
-            source: config.aws.clone()?,
+            source,
             cache: Cache::default(),
             db_user: RwLock::new(None),
         }))
@@ -34,8 +45,8 @@ impl TargetAuth {
     /// The call that provides the credentials, for messages.
     pub fn api(&self) -> &'static str {
         match &self.source {
-            AwsLogin::Secret(_) => "secretsmanager:GetSecretValue",
-            AwsLogin::Iam(p) => match p.api {
+            Source::Secret(_) => "secretsmanager:GetSecretValue",
+            Source::Iam(p) => match p.api {
                 IamApi::ClusterCredentials { .. } => "redshift:GetClusterCredentials",
                 IamApi::ClusterCredentialsWithIam => "redshift:GetClusterCredentialsWithIAM",
                 IamApi::Serverless => "redshift-serverless:GetCredentials",
@@ -49,14 +60,14 @@ impl TargetAuth {
             .cache
             .get(|| async {
                 match &self.source {
-                    AwsLogin::Iam(plan) => iam::fetch(plan).await.map(|i| Issued {
+                    Source::Iam(plan) => iam::fetch(plan).await.map(|i| Issued {
                         value: Credentials {
                             user: i.value.db_user,
                             password: Some(Arc::new(i.value.password)),
                         },
                         expires: i.expires,
                     }),
-                    AwsLogin::Secret(r) => secret::fetch(r).await.map(|i| Issued {
+                    Source::Secret(r) => secret::fetch(r).await.map(|i| Issued {
                         value: Credentials {
                             user: i.value.username,
                             password: Some(Arc::new(i.value.password)),
@@ -87,7 +98,7 @@ impl TargetAuth {
 
     /// On reload: a secret is read again for the next new session; IAM credentials stay.
     pub async fn reload(&self) {
-        if matches!(self.source, AwsLogin::Secret(_)) {
+        if matches!(self.source, Source::Secret(_)) {
             self.cache.clear().await;
         }
     }

@@ -2,7 +2,7 @@
 //! `password_secret` (Secrets Manager), with what can be worked out from the endpoint host
 //! (cluster identifier, workgroup, region: the patterns AWS's JDBC and Python drivers use).
 //!
-//! A child of [`crate::config`] like `archive`: it turns text into a typed [`AwsLogin`] and
+//! A child of [`crate::config`] like `archive`: it turns text into the [`Auth::Iam`] / [`Auth::Secret`] variants and
 //! reports problems with their TOML path and line. It is compiled into every build, so a build
 //! without the `aws` feature can refuse these keys with a hint; the calls live in
 //! [`crate::aws`] (feature `aws`).
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Deployment, SslMode, Validator};
+use super::{Auth, Deployment, SslMode, Validator};
 
 /// Why AWS logins are refused by a build without the `aws` cargo feature.
 pub(super) const NO_AWS: &str = "this build has no AWS support (IAM credentials, Secrets Manager); build with `cargo build --release --features aws`";
@@ -27,13 +27,6 @@ pub(super) struct RawIam {
     db_groups: Option<Vec<Spanned<String>>>,
     auto_create: Option<Spanned<bool>>,
     duration: Option<Spanned<String>>,
-}
-
-/// How a target logs in when AWS provides the credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwsLogin {
-    Iam(IamPlan),
-    Secret(SecretRef),
 }
 
 /// Which API issues the temporary credentials (it follows the deployment).
@@ -150,7 +143,7 @@ impl Validator<'_> {
         f: &TargetFacts<'_>,
         secret: &Option<Spanned<String>>,
         iam: &Option<Spanned<RawIam>>,
-    ) -> Option<AwsLogin> {
+    ) -> Option<Auth> {
         let base = f.base;
         let (key, start) = match (secret, iam) {
             (None, None) => return None,
@@ -186,7 +179,7 @@ impl Validator<'_> {
         if let Some(s) = secret {
             let id = self.string(&format!("{base}.password_secret"), s);
             return match secret_ref(&id, self.env_region().as_deref()) {
-                Ok(r) => Some(AwsLogin::Secret(r)),
+                Ok(r) => Some(Auth::Secret(r)),
                 Err(m) => {
                     self.problem(format!("{base}.password_secret"), Some(start), m);
                     None
@@ -306,7 +299,7 @@ impl Validator<'_> {
             };
             (api, cluster)
         };
-        Some(AwsLogin::Iam(IamPlan {
+        Some(Auth::Iam(IamPlan {
             api,
             resource,
             region,

@@ -12,7 +12,7 @@ type Value = fn(&FolderStats) -> u64;
 
 const FAMILIES: [(&str, &str, MetricType, Value); 7] = [
     (
-        "redshift_exporter_archive_files",
+        "redshift_exporter_archive_stored_files",
         "Archive files present, per target and check (from the last retention walk plus writes since).",
         MetricType::GAUGE,
         |s| s.files,

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::archive::walk;
 use crate::support::*;
 
-const FILES: &str = "redshift_exporter_archive_files";
+const FILES: &str = "redshift_exporter_archive_stored_files";
 const BYTES: &str = "redshift_exporter_archive_bytes";
 const DELETED: &str = "redshift_exporter_archive_deleted_total";
 #[cfg(feature = "s3")]

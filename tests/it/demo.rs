@@ -83,11 +83,13 @@ async fn demo_serves_every_deployment_and_cleans_up_on_ctrl_c() {
     // ...and each target detected as what it emulates.
     for t in ["provisioned", "serverless", "multi_az"] {
         assert_eq!(
-            metrics.get(
-                "redshift_exporter_target_info",
-                &[("target", t), ("deployment", t)]
-            ),
-            Some(1.0),
+            metrics
+                .find(
+                    "redshift_exporter_target_info",
+                    &[("target", t), ("deployment", t)]
+                )
+                .len(),
+            1,
             "{t} not detected as {t}"
         );
     }

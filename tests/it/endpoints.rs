@@ -315,3 +315,97 @@ async fn json_log_lines_are_flat_objects() {
         );
     }
 }
+
+/// A check whose first run has not finished says nothing about success, duration, rows or
+/// run time (no series rather than a 0 that reads as "failed"), and a target on which nothing
+/// was measured yet has no `target_up`; the configuration-derived series are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_made_up_before_the_first_run_finishes() {
+    let (mut d, _client, _work) = daemon_with_stuck_check("1s").await;
+    let m = d.metrics().await;
+    for absent in [SUCCESS, DURATION, ROWS, LAST_RUN, TARGET_UP] {
+        assert!(
+            m.find(absent, &[]).is_empty(),
+            "{absent} exported before the first run finished:\n{}",
+            m.text
+        );
+    }
+    assert!(
+        m.check_value("redshift_exporter_check_interval_seconds", "stuck") == Some(3600.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.check_value(LAST_SUCCESS, "stuck"),
+        Some(0.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            RUNS,
+            &[
+                ("target", "main"),
+                ("check", "stuck"),
+                ("result", "success")
+            ]
+        ),
+        Some(0.0),
+        "{}",
+        m.text
+    );
+    d.sigterm();
+    d.wait_exit(secs(8)).await;
+}
+
+/// Text logs written to a file (or journald, or a pipe) carry no ANSI colour escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_file_have_no_colour_escapes() {
+    let db = database().await;
+    let work = WorkDir::new();
+    let text = exporter_toml(&work.archive(), "")
+        + "\n"
+        + &db.target_toml("main", "")
+        + &check_toml("broken", "SELECT v FROM no_such_table", "values = [\"v\"]");
+    let cfg = work.write("checks.toml", &text);
+    let log = work.write("stderr.log", "");
+    let mut child = std::process::Command::new(crate::support::daemon::BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "text",
+            "--log.level",
+            "debug",
+        ])
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let written = wait_for("a failed check in the log", secs(15), ms(100), || {
+        let log = log.clone();
+        async move {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            if t.contains("check failed") {
+                Ok(t)
+            } else {
+                Err(t)
+            }
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !written.contains("\x1b["),
+        "ANSI escapes in a log file:\n{written:?}"
+    );
+    assert!(
+        written.contains("INFO") || written.contains("WARN"),
+        "{written}"
+    );
+}

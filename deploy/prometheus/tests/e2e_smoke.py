@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """End-to-end smoke test of the Prometheus side, without Redshift or the daemon.
 
-Serves exporter-shaped /metrics (the names and labels of notes/interface.md) on
-127.0.0.1, starts a real Prometheus with deploy/prometheus/prometheus.yml (target
-address, scrape and evaluation intervals rewritten), then checks that
-  * the scrape target is up and every rule file loaded and evaluates without error,
-  * every query of every Grafana dashboard returns data.
+Serves exporter-shaped /metrics on 127.0.0.1, and yet-another-cloudwatch-exporter-shaped
+/metrics (every name deploy/cloudwatch/yace.yml asks for, labelled as YACE labels them), starts
+a real Prometheus with deploy/prometheus/prometheus.yml (target addresses, scrape and
+evaluation intervals rewritten), then checks that
+  * both scrape targets are up and every rule file loaded and evaluates without error,
+  * every query of every Grafana dashboard returns data (the CloudWatch dashboard's through
+    the join rules of cloudwatch.rules.yml, on the static labels of redshift_exporter_target_info).
 
     python3 deploy/prometheus/tests/e2e_smoke.py [--prometheus /usr/bin/prometheus]
 
@@ -27,6 +29,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import yace_names  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 TARGETS = ["main", "serverless"]
@@ -65,6 +70,10 @@ def exposition():
     fam("redshift_exporter_archive_files_total", "counter", "CSV files written.", [(l, n) for l in tc])
     fam("redshift_exporter_archive_errors_total", "counter", "CSV write errors.", [(l, n) for l in tc])
     fam("redshift_exporter_target_up", "gauge", "1 if the target is reachable.", [({"target": t}, 1) for t in TARGETS])
+    # Static labels name each target's cluster / workgroup: the CloudWatch join key.
+    fam("redshift_exporter_target_info", "gauge", "What the exporter decided about a target.",
+        [({"target": "main", "deployment": "provisioned", "families": "stl,svv,sys", "cluster_identifier": "sales-prod"}, 1),
+         ({"target": "serverless", "deployment": "serverless", "families": "svv,sys", "workgroup": "analytics"}, 1)])
     fam("redshift_exporter_pool_connections", "gauge", "Pool connections by state.",
         [({"target": t, "state": s}, 1 if s == "in_use" else 4) for t in TARGETS for s in ("idle", "in_use")])
     fam("redshift_exporter_pool_max_connections", "gauge", "Pool size.", [({"target": t}, 5) for t in TARGETS])
@@ -78,6 +87,38 @@ def exposition():
     # a data metric of the check pack, to show pack series next to self metrics
     fam("redshift_disk_used_ratio", "gauge", "Disk used.", [({"target": t, "node": "0"}, 0.42) for t in TARGETS])
     return ("\n".join(out) + "\n").encode()
+
+
+def yace_exposition():
+    """What YACE would serve for deploy/cloudwatch/yace.yml: one cluster, one workgroup."""
+    out = []
+    for name, namespace, dims in yace_names.names(os.path.join(ROOT, "deploy", "cloudwatch", "yace.yml")):
+        if namespace == "AWS/Redshift":
+            arn, resource = "arn:aws:redshift:eu-west-1:111111111111:cluster:sales-prod", "sales-prod"
+        else:
+            arn, resource = "arn:aws:redshift-serverless:eu-west-1:111111111111:workgroup/0f1e", "analytics"
+        labels = {"name": arn, "account_id": "111111111111", "region": "eu-west-1"}
+        labels.update({d: resource for d in dims})
+        value = 1 if "health_status" in name else 0 if "maintenance_mode" in name else 42
+        ls = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        out += [f"# HELP {name} Help is not implemented yet.", f"# TYPE {name} gauge", f"{name}{{{ls}}} {value}"]
+    return ("\n".join(out) + "\n").encode()
+
+
+class YaceHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/metrics":
+            self.send_error(404)
+            return
+        body = yace_exposition()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -136,6 +177,9 @@ def main():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     exporter = f"127.0.0.1:{srv.server_address[1]}"
+    ysrv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), YaceHandler)
+    threading.Thread(target=ysrv.serve_forever, daemon=True).start()
+    yace = f"127.0.0.1:{ysrv.server_address[1]}"
 
     tmp = tempfile.mkdtemp(prefix="ops-e2e-")
     prom = None
@@ -146,6 +190,9 @@ def main():
         if "localhost:9439" not in cfg:
             errors.append("prometheus.yml: placeholder target localhost:9439 not found")
         cfg = cfg.replace("localhost:9439", exporter)
+        if "localhost:5000" not in cfg:
+            errors.append("prometheus.yml: placeholder yace target localhost:5000 not found")
+        cfg = cfg.replace("localhost:5000", yace)
         cfg = re.sub(r"(scrape_interval|evaluation_interval): \S+", r"\1: 1s", cfg)
         cfg = re.sub(r"scrape_timeout: \S+", "scrape_timeout: 1s", cfg)
         open(os.path.join(tmp, "prometheus.yml"), "w").write(cfg)
@@ -169,8 +216,9 @@ def main():
 
         targets = api(port, "targets")["data"]["activeTargets"]
         jobs = {(t["labels"].get("job"), t["health"]) for t in targets}
-        if ("redshift-exporter", "up") not in jobs:
-            errors.append(f"scrape target of job redshift-exporter not up: {sorted(jobs)} {[t.get('lastError') for t in targets]}")
+        for job in ("redshift-exporter", "yace"):
+            if (job, "up") not in jobs:
+                errors.append(f"scrape target of job {job} not up: {sorted(jobs)} {[t.get('lastError') for t in targets]}")
 
         groups = api(port, "rules")["data"]["groups"]
         files = {os.path.basename(g["file"]) for g in groups}
@@ -212,6 +260,7 @@ def main():
             except subprocess.TimeoutExpired:
                 prom.kill()
         srv.shutdown()
+        ysrv.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
     for e in errors:
         print(e)

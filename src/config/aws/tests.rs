@@ -1,7 +1,7 @@
 //! Host inference and the validation of `[targets.X.iam]` / `password_secret`.
 
 use super::*;
-use crate::config::{Config, Problem, parse};
+use crate::config::{Auth, Config, Problem, parse};
 
 #[test]
 fn hosts_are_read_like_the_drivers_do() {
@@ -65,8 +65,8 @@ fn config(target: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Problem>> {
 
 fn plan(target: &str) -> IamPlan {
     let c = config(target, &[]).unwrap_or_else(|p| panic!("{p:?}"));
-    match &c.targets[0].aws {
-        Some(AwsLogin::Iam(p)) => p.clone(),
+    match &c.targets[0].auth {
+        Auth::Iam(p) => p.clone(),
         other => panic!("{other:?}"),
     }
 }
@@ -188,18 +188,18 @@ fn secrets_are_named_by_arn_or_name_and_region() {
     if cfg!(feature = "aws") {
         let c = config(&target, &[]).unwrap();
         assert_eq!(
-            c.targets[0].aws,
-            Some(AwsLogin::Secret(SecretRef {
+            c.targets[0].auth,
+            Auth::Secret(SecretRef {
                 id: arn.into(),
                 region: "eu-west-1".into()
-            }))
+            })
         );
         let c = config(
             "host = \"h\"\npassword_secret = \"prod/exporter\"",
             &[("AWS_REGION", "ap-south-1")],
         )
         .unwrap();
-        assert!(matches!(&c.targets[0].aws, Some(AwsLogin::Secret(r)) if r.region == "ap-south-1"));
+        assert!(matches!(&c.targets[0].auth, Auth::Secret(r) if r.region == "ap-south-1"));
         let p = problems("host = \"h\"\npassword_secret = \"prod/exporter\"");
         assert!(
             has(&p, "targets.t.password_secret", "set AWS_REGION"),

@@ -1,0 +1,433 @@
+//! Prometheus text exposition of the snapshot. The only module that knows Prometheus.
+//!
+//! Families come from three collectors, one per concern:
+//! - data: one gauge family per value column of each check, labels `target` + label columns;
+//! - checks and targets: the exporter's own `redshift_exporter_*` families;
+//! - process and pools: `process_*` from `/proc/self` and the pool gauges.
+//!
+//! The first two change only when a run (or an archive write) finishes, so they are rendered
+//! once per snapshot generation and the bytes are cached ([`cache`]); only the third is
+//! rendered per scrape. This file owns [`Exposition`] (the render entry points), the per-scrape
+//! part and the text writer shared by all families (values in canonical form: `+Inf`, `-Inf`,
+//! `NaN`). Which families the snapshot yields is [`families`]; `/proc` reading is [`process`];
+//! gzip with a cached prefix is [`gzip`]; the archive families are [`archive`].
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+mod archive;
+mod cache;
+mod families;
+mod gzip;
+mod process;
+
+use crate::db::PoolStats;
+use crate::snapshot::{ReloadStatus, Store};
+use cache::Cache;
+use process::{process_start_time, write_process};
+
+/// Content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Pool numbers for one target, read per scrape (no database access).
+pub type PoolStatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
+
+/// Renders `/metrics`.
+pub struct Exposition {
+    store: Arc<Store>,
+    /// (target name, pool reader) for each target.
+    pools: Vec<(String, PoolStatsFn)>,
+    /// The snapshot-derived families, plain and compressed, and the generation they were
+    /// rendered from.
+    cache: Cache,
+    start_time: f64,
+    /// Outcome of configuration reloads (process-wide, outlives each configuration).
+    reload: Arc<ReloadStatus>,
+    /// Archive gauges and counters (process-wide), and whether S3 uploads are on.
+    archive: Option<(Arc<crate::archive::stats::ArchiveStats>, bool)>,
+}
+
+impl Exposition {
+    pub fn new(
+        store: Arc<Store>,
+        pools: Vec<(String, PoolStatsFn)>,
+        reload: Arc<ReloadStatus>,
+    ) -> Self {
+        Exposition {
+            store,
+            pools,
+            cache: Cache::new(),
+            start_time: process_start_time().unwrap_or(0.0),
+            reload,
+            archive: None,
+        }
+    }
+
+    /// Adds the archive lifecycle families (files, bytes, deletions; uploads when on).
+    pub fn with_archive_stats(
+        mut self,
+        stats: Arc<crate::archive::stats::ArchiveStats>,
+        uploads: bool,
+    ) -> Self {
+        self.archive = Some((stats, uploads));
+        self
+    }
+
+    /// The full exposition.
+    pub fn render(&self) -> Bytes {
+        let [dynamic, cached] = self.render_parts();
+        let mut out = BytesMut::with_capacity(cached.len() + dynamic.len());
+        out.extend_from_slice(&dynamic);
+        out.extend_from_slice(&cached);
+        out.freeze()
+    }
+
+    /// The full exposition as two parts to send one after the other: the small per-scrape
+    /// part, then the cached snapshot part (shared, not copied). Small part first: hyper
+    /// queues it and sends both with the headers in one vectored write when the big part,
+    /// the body's last, arrives (the other way round it must flush in between).
+    pub fn render_parts(&self) -> [Bytes; 2] {
+        let cached = self.snapshot_part();
+        [self.dynamic_part(), cached.plain.clone()]
+    }
+
+    /// The full exposition, gzip-compressed. The snapshot part is compressed once per
+    /// snapshot change and cached; only the small per-scrape part is compressed per scrape
+    /// and appended to the same deflate stream (see [`Gzipped`]).
+    pub fn render_gzip(&self) -> Bytes {
+        let [prefix, tail] = self.render_gzip_parts();
+        let mut out = BytesMut::with_capacity(prefix.len() + tail.len());
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(&tail);
+        out.freeze()
+    }
+
+    /// [`Exposition::render_gzip`] as two parts: the cached compressed prefix (shared, not
+    /// copied) and the per-scrape deflate blocks plus the gzip trailer.
+    pub fn render_gzip_parts(&self) -> [Bytes; 2] {
+        let cached = self.snapshot_part();
+        let dynamic = self.dynamic_part();
+        [
+            cached.gzip.prefix.clone(),
+            cached.gzip.finish_tail(&dynamic),
+        ]
+    }
+
+    /// The families derived from the snapshot, re-rendered only when it changed.
+    fn snapshot_part(&self) -> Arc<cache::Rendered> {
+        self.cache.get(&self.store)
+    }
+
+    /// What changes on every scrape: pool gauges, reload status, `process_*`. Written by
+    /// hand (a few hundred bytes, labels are validated target names and fixed words), in
+    /// the same text format as the encoder's.
+    fn dynamic_part(&self) -> Bytes {
+        let mut out = String::with_capacity(2048);
+        header(
+            &mut out,
+            "redshift_exporter_pool_connections",
+            "Sessions in the target's pool, by state.",
+            "gauge",
+        );
+        let stats: Vec<(&str, PoolStats)> =
+            self.pools.iter().map(|(n, f)| (n.as_str(), f())).collect();
+        for (name, s) in &stats {
+            let _ = writeln!(
+                out,
+                "redshift_exporter_pool_connections{{target=\"{name}\",state=\"idle\"}} {}",
+                s.idle as f64
+            );
+            let _ = writeln!(
+                out,
+                "redshift_exporter_pool_connections{{target=\"{name}\",state=\"in_use\"}} {}",
+                s.in_use as f64
+            );
+        }
+        header(
+            &mut out,
+            "redshift_exporter_pool_max_connections",
+            "Maximum sessions the target's pool may open.",
+            "gauge",
+        );
+        for (name, s) in &stats {
+            let _ = writeln!(
+                out,
+                "redshift_exporter_pool_max_connections{{target=\"{name}\"}} {}",
+                s.max as f64
+            );
+        }
+        if stats.is_empty() {
+            // No targets: no samples, so no families (as the encoder would do).
+            out.clear();
+        }
+        single(
+            &mut out,
+            "redshift_exporter_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or not (0).",
+            "gauge",
+            if self.reload.successful() { 1.0 } else { 0.0 },
+        );
+        single(
+            &mut out,
+            "redshift_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            "gauge",
+            self.reload.last_success(),
+        );
+        if let Some((stats, uploads)) = &self.archive {
+            // Archive lifecycle families change with every write, deletion and upload.
+            out.push_str(&String::from_utf8_lossy(&encode(&archive::families(
+                stats, *uploads,
+            ))));
+        }
+        write_process(&mut out, self.start_time);
+        Bytes::from(out)
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, name: &str, help: &str, kind: &str, v: f64) {
+    header(out, name, help, kind);
+    let _ = writeln!(out, "{name} {}", Value(v));
+}
+
+/// A sample value as the text format spells it: `+Inf`, `-Inf` and `NaN` (Rust's own
+/// `Display` writes `inf`), finite values in Rust's shortest round-trip form.
+struct Value(f64);
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v == f64::INFINITY {
+            f.write_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            f.write_str("-Inf")
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+/// `\` → `\\`, newline → `\n`, and with `quote` also `"` → `\"` (HELP text and label values).
+fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
+    if !(s.contains(['\\', '\n']) || quote && s.contains('"')) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// The text format of gauge and counter families (the only kinds the exporter has), as the
+/// prometheus crate's `TextEncoder` writes it but for the spelling of non-finite values
+/// ([`Value`]). Families without samples are left out.
+fn encode(families: &[MetricFamily]) -> Bytes {
+    let mut out = String::with_capacity(4096);
+    for f in families.iter().filter(|f| !f.get_metric().is_empty()) {
+        let (kind, value): (&str, fn(&Metric) -> f64) = match f.get_field_type() {
+            MetricType::COUNTER => ("counter", |m| m.get_counter().get_value()),
+            MetricType::GAUGE => ("gauge", |m| m.get_gauge().get_value()),
+            other => {
+                tracing::error!(family = f.name(), kind = ?other, "cannot encode this metric type");
+                continue;
+            }
+        };
+        let name = f.name();
+        header(&mut out, name, &escape(f.help(), false), kind);
+        for m in f.get_metric() {
+            out.push_str(name);
+            for (i, l) in m.get_label().iter().enumerate() {
+                out.push(if i == 0 { '{' } else { ',' });
+                let _ = write!(out, "{}=\"{}\"", l.name(), escape(l.value(), true));
+            }
+            if !m.get_label().is_empty() {
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", Value(value(m)));
+        }
+    }
+    Bytes::from(out)
+}
+
+fn family(name: &str, help: &str, t: MetricType) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(t);
+    f
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+fn gauge(pairs: &[(&str, &str)], v: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(v);
+    let mut m = Metric::from_gauge(g);
+    m.set_label(labels(pairs));
+    m
+}
+
+fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
+    let mut c = Counter::default();
+    c.set_value(v);
+    let mut m = Metric::default();
+    m.set_counter(c);
+    m.set_label(labels(pairs));
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn non_finite_values_are_spelled_as_the_text_format_says() {
+        assert_eq!(Value(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(Value(f64::NEG_INFINITY).to_string(), "-Inf");
+        assert_eq!(Value(f64::NAN).to_string(), "NaN");
+        assert_eq!(Value(-0.5).to_string(), "-0.5");
+        assert_eq!(Value(3.0).to_string(), "3");
+        let mut f = family("x", "h", MetricType::GAUGE);
+        for (l, v) in [
+            ("a", f64::INFINITY),
+            ("b", f64::NEG_INFINITY),
+            ("c", f64::NAN),
+        ] {
+            f.mut_metric().push(gauge(&[("l", l)], v));
+        }
+        let text = String::from_utf8(encode(&[f]).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "# HELP x h\n# TYPE x gauge\nx{l=\"a\"} +Inf\nx{l=\"b\"} -Inf\nx{l=\"c\"} NaN\n"
+        );
+        let mut out = String::new();
+        single(&mut out, "y", "h", "gauge", f64::INFINITY);
+        assert!(out.ends_with("\ny +Inf\n"), "{out}");
+    }
+
+    /// For finite values the exposition's writer prints what the prometheus crate's would.
+    #[test]
+    fn encode_matches_the_prometheus_crate() {
+        use prometheus::Encoder as _;
+        let mut g = family("g", "Help with \\ and\nnewline.", MetricType::GAUGE);
+        g.mut_metric().push(gauge(&[], 1.5));
+        g.mut_metric()
+            .push(gauge(&[("a", "q\"uote\\ back\nnl"), ("b", "")], -2.0));
+        let mut c = family("c_total", "Counter.", MetricType::COUNTER);
+        c.mut_metric().push(counter(&[("k", "v")], 12345678901.0));
+        let empty = family("e", "Empty.", MetricType::GAUGE);
+        let families = [g, empty, c];
+        let non_empty: Vec<_> = families
+            .iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .cloned()
+            .collect();
+        let mut expected = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&non_empty, &mut expected)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(encode(&families).to_vec()).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    /// The hand-written per-scrape part is what the encoder would print.
+    #[test]
+    fn dynamic_part_matches_the_encoder() {
+        let store = Arc::new(Store::new(
+            &crate::config::parse(
+                "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nvalues = [\"v\"]\n",
+                |_| None,
+            )
+            .unwrap(),
+        ));
+        let pools: Vec<(String, PoolStatsFn)> = vec![(
+            "main".to_string(),
+            Box::new(|| PoolStats {
+                idle: 2,
+                in_use: 1,
+                max: 5,
+            }),
+        )];
+        let e = Exposition::new(store, pools, Arc::new(ReloadStatus::default()));
+        let text = String::from_utf8(e.dynamic_part().to_vec()).unwrap();
+        let mut conns = family(
+            "redshift_exporter_pool_connections",
+            "Sessions in the target's pool, by state.",
+            MetricType::GAUGE,
+        );
+        conns
+            .mut_metric()
+            .push(gauge(&[("target", "main"), ("state", "idle")], 2.0));
+        conns
+            .mut_metric()
+            .push(gauge(&[("target", "main"), ("state", "in_use")], 1.0));
+        let mut max = family(
+            "redshift_exporter_pool_max_connections",
+            "Maximum sessions the target's pool may open.",
+            MetricType::GAUGE,
+        );
+        max.mut_metric().push(gauge(&[("target", "main")], 5.0));
+        let mut ok = family(
+            "redshift_exporter_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or not (0).",
+            MetricType::GAUGE,
+        );
+        ok.mut_metric().push(gauge(&[], 1.0));
+        let expected = String::from_utf8(encode(&[conns, max, ok]).to_vec()).unwrap();
+        assert!(text.starts_with(&expected), "{text}\n---\n{expected}");
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ")
+        );
+        // The two-part forms equal the one-piece forms (but for the process samples, which
+        // are read afresh on every call and may move in between).
+        let steady = |b: Vec<u8>| -> String {
+            String::from_utf8(b)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("process_"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            steady(e.render_parts().concat()),
+            steady(e.render().to_vec())
+        );
+        let gz = e.render_gzip_parts().concat();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(
+            out.starts_with("# HELP redshift_exporter_check_interval_seconds"),
+            "{out}"
+        );
+    }
+}
