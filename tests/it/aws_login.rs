@@ -152,6 +152,12 @@ async fn a_secrets_manager_login_recovers_from_rotation_by_one_re_read() {
         .expect("a session opened before the rotation keeps working");
     drop((kept, fresh));
 
+    // A reload that keeps the target reads the secret again for the next new session.
+    t.reloaded().await;
+    drop_idle(&t);
+    t.client(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(aws.get(id).calls, 3, "re-read after a reload");
+
     // A refusal a re-read does not cure is reported, after exactly one more read.
     admin(&cluster)
         .execute("ALTER ROLE rot_user PASSWORD 'Rot-Pass-Three-3'")
@@ -160,7 +166,7 @@ async fn a_secrets_manager_login_recovers_from_rotation_by_one_re_read() {
     let err = t.client(Duration::from_secs(10)).await.err().unwrap();
     assert_eq!(err.kind, ErrorKind::Auth, "{err}");
     assert!(!err.message.contains("Rot-Pass"), "{err}");
-    assert_eq!(aws.get(id).calls, 3);
+    assert_eq!(aws.get(id).calls, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
