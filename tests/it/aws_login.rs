@@ -155,7 +155,7 @@ async fn a_secrets_manager_login_recovers_from_rotation_by_one_re_read() {
     // A reload that keeps the target reads the secret again for the next new session.
     t.reloaded().await;
     drop_idle(&t);
-    t.client(Duration::from_secs(10)).await.unwrap();
+    let _session = t.client(Duration::from_secs(10)).await.unwrap();
     assert_eq!(aws.get(id).calls, 3, "re-read after a reload");
 
     // A refusal a re-read does not cure is reported, after exactly one more read.
