@@ -23,6 +23,8 @@ pub mod http;
 pub mod lint;
 pub mod logging;
 pub mod pgtemp;
+pub mod recovery;
+pub mod reload;
 pub mod sample;
 pub mod schedule;
 pub mod snapshot;

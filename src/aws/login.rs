@@ -24,6 +24,8 @@ pub struct TargetAuth {
     source: Source,
     cache: Cache<Credentials>,
     db_user: RwLock<Option<String>>,
+    /// Set by a reload: forget the cached secret before the next use.
+    reread: std::sync::atomic::AtomicBool,
 }
 
 impl TargetAuth {
@@ -39,6 +41,7 @@ impl TargetAuth {
             source,
             cache: Cache::default(),
             db_user: RwLock::new(None),
+            reread: Default::default(),
         }))
     }
 
@@ -56,6 +59,12 @@ impl TargetAuth {
 
     /// Credentials for a new session: cached, or fetched (one fetch at a time).
     pub async fn credentials(&self) -> Result<Arc<Credentials>, AwsError> {
+        if self
+            .reread
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.cache.clear().await;
+        }
         let creds = self
             .cache
             .get(|| async {
@@ -97,9 +106,10 @@ impl TargetAuth {
     }
 
     /// On reload: a secret is read again for the next new session; IAM credentials stay.
-    pub async fn reload(&self) {
+    pub fn reload(&self) {
         if matches!(self.source, Source::Secret(_)) {
-            self.cache.clear().await;
+            self.reread
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

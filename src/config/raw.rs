@@ -34,6 +34,8 @@ pub(super) struct RawExporter {
     pub(super) archive_serve: Option<Spanned<bool>>,
     pub(super) archive_retention_interval: Option<Spanned<String>>,
     pub(super) s3: Option<Spanned<super::archive::RawS3>>,
+    /// Files of further `[[checks]]`, globs relative to the main file.
+    pub(super) include: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +64,8 @@ pub(super) struct RawTarget {
     pub(super) deployment: Option<Spanned<String>>,
     pub(super) password_secret: Option<Spanned<String>>,
     pub(super) iam: Option<Spanned<super::aws::RawIam>>,
+    /// Static labels added to every series of the target.
+    pub(super) labels: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -82,4 +86,13 @@ pub(super) struct RawCheck {
     pub(super) deployment: Option<Vec<Spanned<String>>>,
     pub(super) archive_max_age: Option<Spanned<String>>,
     pub(super) archive_max_bytes: Option<Spanned<StrOrInt>>,
+    /// Static labels added to every series of the check (`labels` names label columns).
+    pub(super) static_labels: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+/// A file named by `[exporter] include`: `[[checks]]` only.
+#[derive(Deserialize, Default)]
+pub(super) struct RawInclude {
+    #[serde(default)]
+    pub(super) checks: Vec<Spanned<RawCheck>>,
 }

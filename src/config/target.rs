@@ -182,7 +182,9 @@ impl Validator<'_> {
             })) => db_user.clone(),
             _ => user,
         };
+        let labels = self.static_labels(&p("labels"), start, &t.labels);
         TargetConfig {
+            labels,
             name: name.to_string(),
             host,
             hostaddr,

@@ -158,10 +158,10 @@ where
 impl Target {
     /// The configuration was reloaded and this target kept: a Secrets Manager login is read
     /// again for the next new session (the secret may have been rotated on purpose).
-    pub async fn reloaded(&self) {
+    pub fn reloaded(&self) {
         #[cfg(feature = "aws")]
         if let Some(auth) = &self.auth {
-            auth.reload().await;
+            auth.reload();
         }
     }
 

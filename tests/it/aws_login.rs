@@ -153,7 +153,7 @@ async fn a_secrets_manager_login_recovers_from_rotation_by_one_re_read() {
     drop((kept, fresh));
 
     // A reload that keeps the target reads the secret again for the next new session.
-    t.reloaded().await;
+    t.reloaded();
     drop_idle(&t);
     let _session = t.client(Duration::from_secs(10)).await.unwrap();
     assert_eq!(aws.get(id).calls, 3, "re-read after a reload");
