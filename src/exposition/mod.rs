@@ -380,7 +380,7 @@ mod tests {
             .unwrap(),
         ));
         let pools: Vec<(String, PoolStatsFn)> = vec![(
-            "main".to_string(),
+            target_labels_text("main", &[]),
             Box::new(|| PoolStats {
                 idle: 2,
                 in_use: 1,
