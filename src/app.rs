@@ -121,6 +121,7 @@ impl Prepared {
         for (ni, tc) in config.targets.iter().enumerate() {
             match previous.and_then(|(p, plan)| plan.targets[ni].map(|oi| (p, oi))) {
                 Some((p, oi)) => {
+                    p.targets[oi].reloaded();
                     targets.push(p.targets[oi].clone());
                     health.push(p.health[oi].clone());
                 }

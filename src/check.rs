@@ -49,7 +49,7 @@ pub async fn execute(
 ) -> Result<u64, CheckError> {
     let deadline = Instant::now() + check.timeout;
     let obj = tokio::select! {
-        r = db::get_client(&target.pool, check.timeout) => r?,
+        r = target.client(check.timeout) => r?,
         _ = cancel.cancelled() => return Err(CheckError::new(ErrorKind::Canceled, "shutting down")),
     };
     let token = obj.cancel_token();

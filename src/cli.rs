@@ -320,13 +320,34 @@ fn check_config(a: ConfigArgs) -> ExitCode {
             .deployment
             .map(|d| d.as_str())
             .unwrap_or("detected at connect");
+        let user = match &t.auth {
+            crate::config::Auth::Password(_) => t.user.clone(),
+            crate::config::Auth::Secret(s) => format!("the user of secret {}", s.id),
+            crate::config::Auth::Iam(p) => match &p.api {
+                crate::config::IamApi::ClusterCredentials {
+                    db_user,
+                    auto_create,
+                    ..
+                } => format!(
+                    "{}{db_user} (IAM, cluster {})",
+                    if *auto_create { "IAMA:" } else { "IAM:" },
+                    p.resource
+                ),
+                crate::config::IamApi::ClusterCredentialsWithIam => {
+                    format!("the caller's IAM identity (cluster {})", p.resource)
+                }
+                crate::config::IamApi::Serverless => {
+                    format!("the caller's IAM identity (workgroup {})", p.resource)
+                }
+            },
+        };
         println!(
             "target {}: {}:{}/{} as {} (sslmode {}, pool {}, deployment {deployment})",
             t.name,
             t.host,
             t.port,
             t.database,
-            t.user,
+            user,
             t.sslmode.as_str(),
             t.pool_size
         );

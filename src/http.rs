@@ -361,7 +361,7 @@ fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String
     );
     h.push_str(
         "<h2>Targets</h2><table><tr><th>Target</th><th>Up</th><th>Deployment</th>\
-         <th>Readable families</th><th>Labels</th></tr>",
+         <th>Readable families</th><th>Labels</th><th>Database user (AWS)</th></tr>",
     );
     for t in &st.targets {
         let up = match t.up {
@@ -385,11 +385,13 @@ fn landing_page(store: &Store, archive_root: Option<&std::path::Path>) -> String
             .iter()
             .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
             .collect();
+        let db_user = crate::db::login::resolved_user(&t.name).unwrap_or_default();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{up}</td><td>{dep}</td><td>{families}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{up}</td><td>{dep}</td><td>{families}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.name),
-            labels.join(" ")
+            labels.join(" "),
+            esc(&db_user)
         );
     }
     h.push_str(

@@ -8,6 +8,8 @@
 
 pub mod app;
 pub mod archive;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod capability;
 pub mod check;
 pub mod cli;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{self, ErrorKind, Target};
+use crate::db::{ErrorKind, Target};
 
 /// First probe after a target was found down.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -113,7 +113,7 @@ impl Health {
             attempts += 1;
             let attempt = tokio::select! {
                 _ = self.stop.cancelled() => break,
-                r = db::get_client(&target.pool, target.config.connect_timeout) => r,
+                r = target.client(target.config.connect_timeout) => r,
             };
             match attempt {
                 Ok(session) => {

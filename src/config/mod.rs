@@ -17,6 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod archive;
+mod aws;
 mod check;
 mod cron;
 mod env;
@@ -30,6 +31,7 @@ mod target;
 mod validate;
 
 pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes};
+pub use aws::{HostHint, IamApi, IamPlan, SecretRef, host_hint, secret_ref};
 pub use cron::parse_cron;
 pub use env::expand_env;
 pub use labels::RESERVED as RESERVED_LABELS;
@@ -325,7 +327,9 @@ values = ["sessions", { column = "x", name = "other_thing", help = "Other." }]
         let t = &c.targets[0];
         assert_eq!(t.host, "db.example");
         assert_eq!(t.port, 5440);
-        let Auth::Password(pw) = &t.auth;
+        let Auth::Password(pw) = &t.auth else {
+            panic!("a password target")
+        };
         assert_eq!(pw.as_ref().unwrap().expose(), "s3cr3t");
         assert_eq!(t.database, "dev");
         assert_eq!(t.sslmode, SslMode::Disable);

@@ -134,6 +134,12 @@ pub enum Auth {
     /// A static password from `password` or `password_file`. `None` sends no password and lets
     /// the server decide (e.g. `trust` in `pg_hba.conf`, for tests).
     Password(Option<Secret>),
+    /// IAM temporary credentials (`[targets.NAME.iam]`, cargo feature `aws`): user and password
+    /// come from the API for each new session; `user` is `iam.db_user` or empty.
+    Iam(super::IamPlan),
+    /// The login from a Secrets Manager secret (`password_secret`, cargo feature `aws`); `user`
+    /// is empty, the secret's `username` is used.
+    Secret(super::SecretRef),
 }
 
 /// `[targets.NAME]`: one database to watch, with its own connection pool.

@@ -62,6 +62,8 @@ pub(super) struct RawTarget {
     pub(super) max_connection_age: Option<Spanned<String>>,
     pub(super) keepalives_idle: Option<Spanned<String>>,
     pub(super) deployment: Option<Spanned<String>>,
+    pub(super) password_secret: Option<Spanned<String>>,
+    pub(super) iam: Option<Spanned<super::aws::RawIam>>,
     /// Static labels added to every series of the target.
     pub(super) labels: Option<BTreeMap<String, Spanned<String>>>,
 }

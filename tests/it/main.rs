@@ -5,6 +5,10 @@ mod support;
 
 mod archive;
 mod archive_lifecycle;
+#[cfg(feature = "aws")]
+mod aws_login;
+#[cfg(feature = "aws")]
+mod aws_moto;
 mod cli;
 mod demo;
 mod detection;
@@ -23,5 +27,6 @@ mod reload;
 mod resilience;
 mod scheduling;
 mod scheduling_model;
+mod sha256;
 mod streaming;
 mod tls;
