@@ -28,19 +28,26 @@ impl Drop for Moto {
 
 /// moto with signature and policy checks after the first four (setup) calls.
 fn start_moto() -> Option<Moto> {
+    start_moto_with(Some(4))
+}
+
+/// moto_server on a free loopback port, listening within 30 s; `no_auth_calls`: how many
+/// first calls moto serves without checking signatures (`None`: no checks at all).
+fn start_moto_with(no_auth_calls: Option<u32>) -> Option<Moto> {
     let port = free_port();
-    let child = match std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+    let mut cmd = std::process::Command::new("moto_server");
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(n) = no_auth_calls {
+        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+    }
+    let child = match cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run moto_server ({e}); pip install 'moto[server]'");
-            return None;
-        }
+        // .ci/run installs moto: a missing server is a failure, never a silent pass.
+        Err(e) => panic!("cannot run moto_server ({e}); pip install 'moto[server]'"),
     };
     let moto = Moto {
         child,
@@ -197,26 +204,9 @@ async fn iam_login_through_moto_with_signature_checks() {
 async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
     use crate::support::names::{ERRORS, RUNS};
     use crate::support::{Daemon, check_toml, exporter_toml};
-    let port = free_port();
-    let child = match std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run moto_server ({e})");
-            return;
-        }
+    let Some(moto) = start_moto_with(None) else {
+        return;
     };
-    let moto = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let boto = |code: &str| {
         let script = format!(
             "import boto3, json, sys\nsm = boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='AKIAMOTO', aws_secret_access_key='x')\n{code}"
@@ -278,7 +268,7 @@ async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
     d.wait_listening(Duration::from_secs(15)).await;
     let ok = [("target", "main"), ("check", "who"), ("result", "success")];
     let m = d
-        .wait_metrics("a run as sm_rot", Duration::from_secs(15), |m| {
+        .wait_metrics("a run as sm_rot", Duration::from_secs(45), |m| {
             m.get(RUNS, &ok).unwrap_or(0.0) >= 1.0
         })
         .await;
@@ -294,7 +284,7 @@ async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
     let m = d
         .wait_metrics(
             "successful runs after the rotation",
-            Duration::from_secs(20),
+            Duration::from_secs(45),
             |m| m.get(RUNS, &ok).unwrap_or(0.0) >= before + 3.0,
         )
         .await;
