@@ -32,7 +32,7 @@ mod validate;
 
 pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes};
 pub use aws::{HostHint, IamApi, IamPlan, SecretRef, host_hint, secret_ref};
-pub use cron::parse_cron;
+pub use cron::{cron, parse_cron};
 pub use env::expand_env;
 pub use labels::RESERVED as RESERVED_LABELS;
 pub use model::{
