@@ -3,6 +3,7 @@
 # next to a baseline measured in the same run, printed as a table of figures and ratios.
 #
 #   bash bench/run.sh            # full run (about 4 minutes after the release build)
+#   bash bench/run.sh recovery   # only the recovery scenario (about 30 s)
 #   bash bench/run.sh --smoke    # every scenario for a second or two: keeps the script working;
 #                                # the figures mean nothing and nothing ever fails on a timing
 #
@@ -15,7 +16,9 @@
 set -euo pipefail
 
 SMOKE=0
+ONLY=
 [[ ${1:-} == --smoke ]] && SMOKE=1
+[[ ${1:-} == recovery ]] && ONLY=recovery
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if ((SMOKE)); then WRK_S=1; IDLE_S=1; CPU_S=3; ROWS=20000; else WRK_S=10; IDLE_S=12; CPU_S=10; ROWS=1000000; fi
 
@@ -119,6 +122,47 @@ wrk_run() { # wrk_run URL [header] -> "req/s p99_ms"
     p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
     echo "$rps $p99"
 }
+
+table() {
+    echo
+    echo "redshift-exporter benchmark $( ((SMOKE)) && echo '(SMOKE: figures are meaningless)') — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    printf '%-44s %16s %16s %10s  %s\n' "scenario" "exporter" "baseline" "ratio" "note"
+    printf '%s\n' "${rows_out[@]}"
+}
+
+# --- 0. recovery: PostgreSQL down, then back ----------------------------------------------------------
+# A 5 s and a 5 min check start while PostgreSQL is stopped (both fail), it stays down DOWN_S
+# seconds, then comes back (pg_ctl -w: accepting connections). Measured: from then until each
+# check is back to success. Baseline: the check's interval, what waiting for the next scheduled
+# run costs (the worst case before the per-target probe).
+recovery() {
+    local down_s=10
+    ((SMOKE)) && down_s=2
+    { check "r5s" "SELECT 1 AS v" "[]" '["v"]' 'interval = "5s"'
+      check "r5m" "SELECT 1 AS v" "[]" '["v"]' 'interval = "5m"'; } | config "$work/recovery.toml" 4 10000 ""
+    as_pg "$pgbin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null
+    exporter "$work/recovery.toml"
+    wait_for '/^redshift_exporter_check_errors_total\{/ && /kind="connect"/ && $2 >= 1 {n++} END {if (n >= 2) print "yes"}' 30
+    sleep "$down_s"
+    as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $pgport -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null
+    local t_up; t_up=$(now)
+    local t5s= t5m=
+    local deadline=$(($(date +%s) + 400))
+    while [[ -z $t5s || -z $t5m ]]; do
+        (($(date +%s) < deadline)) || { echo "bench: no recovery within 400 s" >&2; exit 1; }
+        local m; m=$(metrics)
+        [[ -z $t5s ]] && grep -q '^redshift_exporter_check_success{.*check="r5s".*} 1' <<<"$m" && t5s=$(now)
+        [[ -z $t5m ]] && grep -q '^redshift_exporter_check_success{.*check="r5m".*} 1' <<<"$m" && t5m=$(now)
+        sleep 0.01
+    done
+    stop_exporter
+    local r5s r5m
+    r5s=$(calc "round($t5s - $t_up, 2)"); r5m=$(calc "round($t5m - $t_up, 2)")
+    row "recovery after ${down_s} s down: 5 s check" "${r5s} s" "interval 5 s" "$(calc "round($r5s/5, 3)")" "from PostgreSQL accepting connections to success"
+    row "recovery after ${down_s} s down: 5 min check" "${r5m} s" "interval 300 s" "$(calc "round($r5m/300, 4)")" "target <= 5 s"
+}
+recovery
+if [[ $ONLY == recovery ]]; then table; exit 0; fi
 
 # --- 1. collection: 20 x pg_sleep(0.5) -------------------------------------------------------------
 collection() { # collection POOL: sets $span $slow $all (not in a subshell: it starts the daemon)
@@ -258,7 +302,4 @@ for n in 10 100 1000; do
 done
 
 # --- table -----------------------------------------------------------------------------------------------------
-echo
-echo "redshift-exporter benchmark $( ((SMOKE)) && echo '(SMOKE: figures are meaningless)') — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
-printf '%-44s %16s %16s %10s  %s\n' "scenario" "exporter" "baseline" "ratio" "note"
-printf '%s\n' "${rows_out[@]}"
+table

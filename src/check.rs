@@ -49,7 +49,7 @@ pub async fn execute(
 ) -> Result<u64, CheckError> {
     let deadline = Instant::now() + check.timeout;
     let obj = tokio::select! {
-        r = db::get_client(&target.pool, check.timeout) => r?,
+        r = target.client(check.timeout) => r?,
         _ = cancel.cancelled() => return Err(CheckError::new(ErrorKind::Canceled, "shutting down")),
     };
     let token = obj.cancel_token();
@@ -63,18 +63,38 @@ pub async fn execute(
             ))
             .await
         {
-            return (Err(db::classify_query_error(&e)), false);
+            return (Err(db::classify_query_error(&e)), Stop::Discard);
         }
-        let result = stream(&obj, &check.query, out).await;
+        let result = match stream(&obj, &check.query, out).await {
+            Ok(Streamed::All(rows)) => Ok(rows),
+            // The consumer stopped reading (a column mismatch): the statement may still be
+            // running; a ROLLBACK would queue behind it until the deadline.
+            Ok(Streamed::Stopped(rows)) => return (Ok(rows), Stop::Cancel),
+            Err(e) => Err(e),
+        };
         // End the transaction whether the query failed or not; a session that cannot do
         // that is broken and must not go back to the pool.
         let ended = obj.simple_query("ROLLBACK").await;
-        (result, ended.is_ok())
+        (
+            result,
+            if ended.is_ok() {
+                Stop::Keep
+            } else {
+                Stop::Discard
+            },
+        )
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout_at(deadline, work) => match r {
-            Ok((result, true)) => return result,
-            Ok((result, false)) => {
+            Ok((result, Stop::Keep)) => return result,
+            Ok((result, Stop::Discard)) => {
+                drop(deadpool_postgres::Object::take(obj));
+                return result;
+            }
+            Ok((result, Stop::Cancel)) => {
+                if let Err(e) = target.cancel(&token).await {
+                    tracing::warn!(check = %check.name, target = %target.config.name, error = %e, "cancel request failed");
+                }
                 drop(deadpool_postgres::Object::take(obj));
                 return result;
             }
@@ -93,12 +113,28 @@ pub async fn execute(
     Err(outcome)
 }
 
+/// What happens to the session after a run.
+enum Stop {
+    /// Back to the pool.
+    Keep,
+    /// Out of the pool (it could not end its transaction).
+    Discard,
+    /// Cancel the statement on the server, then out of the pool.
+    Cancel,
+}
+
+/// How a stream ended: every row sent, or the consumer stopped after so many.
+enum Streamed {
+    All(u64),
+    Stopped(u64),
+}
+
 /// Streams a simple-protocol result to `out` as text; returns the number of rows sent.
 async fn stream(
     client: &tokio_postgres::Client,
     sql: &str,
     out: mpsc::Sender<Message>,
-) -> Result<u64, CheckError> {
+) -> Result<Streamed, CheckError> {
     let stream = client
         .simple_query_raw(sql)
         .await
@@ -109,7 +145,14 @@ async fn stream(
     let mut stream = Box::pin(stream);
     let mut rows = 0u64;
     let mut descriptions = 0;
-    while let Some(message) = stream.next().await {
+    loop {
+        // A consumer that stopped (a column mismatch) is noticed at once, not at the next
+        // row, which a slow statement may only produce at its deadline.
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = out.closed() => return Ok(Streamed::Stopped(rows)),
+        };
+        let Some(message) = message else { break };
         let message = match message.map_err(|e| db::classify_query_error(&e))? {
             SimpleQueryMessage::RowDescription(columns) => {
                 descriptions += 1;
@@ -138,8 +181,8 @@ async fn stream(
         };
         if out.send(message).await.is_err() {
             // The consumer stopped (e.g. the columns do not match the check); dropping the
-            // stream discards the rest of the result.
-            return Ok(rows);
+            // stream discards the rest of the result, and the caller cancels the statement.
+            return Ok(Streamed::Stopped(rows));
         }
     }
     if descriptions == 0 {
@@ -148,5 +191,5 @@ async fn stream(
             "the statement returned no result set (is it a SELECT?)",
         ));
     }
-    Ok(rows)
+    Ok(Streamed::All(rows))
 }

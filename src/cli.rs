@@ -210,7 +210,8 @@ fn run(a: RunArgs) -> ExitCode {
 }
 
 /// SIGTERM or SIGINT start the graceful shutdown; a second one aborts it: running checks are
-/// cancelled on the server at once and the process exits (code 1) within 3 seconds.
+/// cancelled on the server at once and the process exits (code 1) within 5 seconds, after
+/// stopping any throwaway PostgreSQL (`demo`).
 fn spawn_signal_handler(shutdown: CancellationToken, abort: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
@@ -234,6 +235,10 @@ fn spawn_signal_handler(shutdown: CancellationToken, abort: CancellationToken) {
         tracing::warn!("second signal: cancelling running checks and exiting");
         abort.cancel();
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        // `exit` runs no destructors: stop the demo's PostgreSQL first (bounded, ~2 s).
+        tokio::task::spawn_blocking(crate::pgtemp::stop_all)
+            .await
+            .ok();
         std::process::exit(i32::from(EXIT_RUN_FAILED));
     });
 }
@@ -307,21 +312,49 @@ fn check_config(a: ConfigArgs) -> ExitCode {
         config.checks.len(),
         warnings.len()
     );
+    for f in &config.exporter.included_files {
+        println!("included {}", f.display());
+    }
     for t in &config.targets {
         let deployment = t
             .deployment
             .map(|d| d.as_str())
             .unwrap_or("detected at connect");
+        let user = match &t.auth {
+            crate::config::Auth::Password(_) => t.user.clone(),
+            crate::config::Auth::Secret(s) => format!("the user of secret {}", s.id),
+            crate::config::Auth::Iam(p) => match &p.api {
+                crate::config::IamApi::ClusterCredentials {
+                    db_user,
+                    auto_create,
+                    ..
+                } => format!(
+                    "{}{db_user} (IAM, cluster {})",
+                    if *auto_create { "IAMA:" } else { "IAM:" },
+                    p.resource
+                ),
+                crate::config::IamApi::ClusterCredentialsWithIam => {
+                    format!("the caller's IAM identity (cluster {})", p.resource)
+                }
+                crate::config::IamApi::Serverless => {
+                    format!("the caller's IAM identity (workgroup {})", p.resource)
+                }
+            },
+        };
         println!(
             "target {}: {}:{}/{} as {} (sslmode {}, pool {}, deployment {deployment})",
             t.name,
             t.host,
             t.port,
             t.database,
-            t.user,
+            user,
             t.sslmode.as_str(),
             t.pool_size
         );
+        if !t.labels.is_empty() {
+            let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            println!("  labels {}", labels.join(", "));
+        }
         for c in config.checks.iter().filter(|c| {
             c.targets.contains(
                 &config

@@ -22,8 +22,12 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub mod login;
+pub mod sha256;
+
 use crate::capability::Access;
-use crate::config::{Auth, SslMode, TargetConfig};
+use crate::config::{Auth, Deployment, SslMode, TargetConfig};
+use login::{Credentials, Login, TargetConnect};
 
 /// Why a check run failed; a small closed set, used as the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,10 +46,12 @@ pub enum ErrorKind {
     Columns,
     /// Shutdown cancelled the run after the drain timeout.
     Canceled,
+    /// The AWS call that provides the target's credentials failed (IAM, Secrets Manager).
+    Aws,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Connect,
         ErrorKind::Auth,
         ErrorKind::PoolTimeout,
@@ -53,6 +59,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Columns,
         ErrorKind::Canceled,
+        ErrorKind::Aws,
     ];
 
     /// How many there are: the length of counter arrays indexed by [`ErrorKind::index`].
@@ -72,12 +79,13 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Columns => "columns",
             ErrorKind::Canceled => "canceled",
+            ErrorKind::Aws => "aws",
         }
     }
 
     /// True when the failure says the database could not be reached or logged into.
     pub fn target_down(self) -> bool {
-        matches!(self, ErrorKind::Connect | ErrorKind::Auth)
+        matches!(self, ErrorKind::Connect | ErrorKind::Auth | ErrorKind::Aws)
     }
 }
 
@@ -136,6 +144,11 @@ pub struct Target {
     pub config: Arc<TargetConfig>,
     pub pool: Pool,
     pub tls: Tls,
+    /// The credentials new sessions log in with.
+    pub login: Arc<Login>,
+    /// Where they come from when AWS provides them.
+    #[cfg(feature = "aws")]
+    pub auth: Option<Arc<crate::aws::TargetAuth>>,
 }
 
 /// Plain numbers describing a pool, for the exposition.
@@ -158,7 +171,6 @@ impl Target {
         }
         pg.port(config.port)
             .dbname(&config.database)
-            .user(&config.user)
             .application_name(&config.application_name)
             .connect_timeout(config.connect_timeout)
             .keepalives(true)
@@ -167,19 +179,27 @@ impl Target {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
-        match &config.auth {
-            Auth::Password(Some(pw)) => {
-                pg.password(pw.expose());
-            }
-            Auth::Password(None) => {}
-        }
+        // The credentials of the first session; AWS-provided ones are fetched before it opens
+        // (`Target::client`) and replace these.
+        let password = match &config.auth {
+            Auth::Password(pw) => pw.clone().map(Arc::new),
+            Auth::Iam(_) | Auth::Secret(_) => None,
+        };
+        let login = Arc::new(Login::new(Credentials {
+            user: config.user.clone(),
+            password,
+        }));
         let mgr_config = ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         };
-        let manager = match &tls {
-            Tls::None => Manager::from_config(pg, NoTls, mgr_config),
-            Tls::Rustls(t) => Manager::from_config(pg, t.clone(), mgr_config),
+        // Code 13 is Redshift's sha256 request on Redshift only (HighGo, a PostgreSQL fork,
+        // uses it for something else): answer it unless the target is declared PostgreSQL.
+        let connect = TargetConnect {
+            tls: tls.clone(),
+            digest: config.deployment != Some(Deployment::Postgres),
+            login: login.clone(),
         };
+        let manager = Manager::from_connect(pg, connect, mgr_config);
         let max_age = config.max_connection_age;
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
@@ -204,7 +224,14 @@ impl Target {
                 target: config.name.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Target { config, pool, tls })
+        Ok(Target {
+            #[cfg(feature = "aws")]
+            auth: crate::aws::TargetAuth::new(&config),
+            config,
+            pool,
+            tls,
+            login,
+        })
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -254,7 +281,7 @@ impl Target {
     pub async fn session(&self, deadline: Duration) -> Result<Session<'_>, CheckError> {
         Ok(Session {
             target: self,
-            client: get_client(&self.pool, deadline).await?,
+            client: self.client(deadline).await?,
         })
     }
 }
@@ -481,22 +508,28 @@ pub fn classify_pool_error(e: PoolError) -> CheckError {
 /// Maps an error raised while opening a session.
 pub fn classify_connect_error(e: &tokio_postgres::Error) -> CheckError {
     let message = error_chain(e);
+    // Redshift's "IAM Authentication token has expired" is an auth failure whatever its code.
     let auth_code = e
         .as_db_error()
-        .map(|d| d.code().code().starts_with("28"))
+        .map(|d| d.code().code().starts_with("28") || d.message().contains("token has expired"))
         .unwrap_or(false);
+    if message.contains(sha256::ERROR_PREFIX) {
+        return CheckError::new(ErrorKind::Auth, message);
+    }
     if let Some(code) = unsupported_auth_code(&message) {
         let what = match code.as_str() {
             "13" => {
-                "Redshift's SHA-256 password digest (the user's password was stored as sha256|...)"
+                "Redshift's SHA-256 password digest (the user's password was stored as sha256|...), which the exporter answers only over TLS and not for deployment = \"postgres\": set sslmode = \"require\" or \"verify-full\", or"
             }
-            "14" => "an identity-provider token (native IdP authentication)",
-            _ => "a method this client does not implement",
+            "14" => {
+                "an identity-provider token (native IdP authentication), which the exporter does not do:"
+            }
+            _ => "a method this client does not implement:",
         };
         return CheckError::new(
             ErrorKind::Auth,
             format!(
-                "the server asked for authentication method {code}, {what}; give the exporter user an MD5 password (ALTER USER ... PASSWORD 'plain text' stores MD5) or use IAM temporary credentials ({message})"
+                "the server asked for authentication method {code}, {what} give the exporter user an MD5 password (ALTER USER ... PASSWORD 'plain text' stores MD5) or use IAM temporary credentials ({message})"
             ),
         );
     }
@@ -552,90 +585,4 @@ pub fn error_chain(e: &tokio_postgres::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auth_code_is_found() {
-        assert_eq!(
-            unsupported_auth_code(
-                "error parsing response from server: unknown authentication tag `13`"
-            ),
-            Some("13".into())
-        );
-        assert_eq!(unsupported_auth_code("connection refused"), None);
-    }
-
-    /// A loopback server that answers any startup message with an authentication request
-    /// of the given code, as Redshift does for sha256 passwords (13) and IdP tokens (14).
-    async fn fake_server(code: u32) -> u16 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let mut len = [0u8; 4];
-                if sock.read_exact(&mut len).await.is_err() {
-                    continue;
-                }
-                let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
-                let _ = sock.read_exact(&mut rest).await;
-                // 'R', length, code, then Redshift's digest parameters (algorithm, salt, nonce).
-                let payload = [0u8, 0, 0, 1, 0, 0, 0, 4, 1, 2, 3, 4];
-                let mut msg = vec![b'R'];
-                msg.extend_from_slice(&((8 + payload.len()) as u32).to_be_bytes());
-                msg.extend_from_slice(&code.to_be_bytes());
-                msg.extend_from_slice(&payload);
-                let _ = sock.write_all(&msg).await;
-                let _ = sock.flush().await;
-            }
-        });
-        port
-    }
-
-    fn target_config(port: u16) -> TargetConfig {
-        let text = format!(
-            "[targets.t]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"u\"\npassword = \"pw\"\nsslmode = \"disable\"\nconnect_timeout = \"2s\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nvalues = [\"v\"]\n"
-        );
-        (*crate::config::parse(&text, |_| None).unwrap().targets[0]).clone()
-    }
-
-    #[tokio::test]
-    async fn unsupported_auth_requests_name_the_cause_and_the_fix() {
-        for (code, cause) in [(13, "SHA-256"), (14, "identity-provider")] {
-            let port = fake_server(code).await;
-            let target = Target::new(Arc::new(target_config(port))).unwrap();
-            let err = get_client(&target.pool, Duration::from_secs(3))
-                .await
-                .expect_err("the fake server never lets us in");
-            assert_eq!(err.kind, ErrorKind::Auth, "{err}");
-            assert!(err.message.contains(&format!("method {code}")), "{err}");
-            assert!(err.message.contains(cause), "{err}");
-            assert!(err.message.contains("MD5 password"), "{err}");
-            assert!(err.message.contains("IAM"), "{err}");
-            assert!(!err.message.contains("pw"), "password leaked: {err}");
-        }
-    }
-
-    #[tokio::test]
-    async fn refused_connections_are_connect_errors() {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let target = Target::new(Arc::new(target_config(port))).unwrap();
-        let err = get_client(&target.pool, Duration::from_secs(3))
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(err.kind, ErrorKind::Connect, "{err}");
-    }
-
-    #[test]
-    fn kinds_are_distinct_label_values() {
-        let mut seen = std::collections::HashSet::new();
-        for k in ErrorKind::ALL {
-            assert!(seen.insert(k.as_str()));
-        }
-    }
-}
+mod tests;

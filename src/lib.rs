@@ -8,6 +8,8 @@
 
 pub mod app;
 pub mod archive;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod capability;
 pub mod check;
 pub mod cli;
@@ -21,6 +23,8 @@ pub mod http;
 pub mod lint;
 pub mod logging;
 pub mod pgtemp;
+pub mod recovery;
+pub mod reload;
 pub mod sample;
 pub mod schedule;
 pub mod snapshot;

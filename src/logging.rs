@@ -52,7 +52,6 @@ pub fn init(level: Level, format: Format) {
     };
     let filter = Targets::new()
         .with_default(level)
-        .with_target("tokio_cron_scheduler", deps)
         .with_target("tokio_postgres", deps)
         .with_target("deadpool", deps)
         .with_target("hyper", deps)

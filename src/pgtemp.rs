@@ -6,6 +6,10 @@
 //! `postgres` user (`Command::uid/gid`; no sudo needed). The binaries are found on `PATH`, then
 //! through `pg_config --bindir`, then in `/usr/lib/postgresql/*/bin` (Debian keeps them off
 //! `PATH`). Knows nothing about Redshift or the exporter.
+//!
+//! Every running cluster is also listed in a process-wide registry, so a path that ends the
+//! process without unwinding (the second Ctrl-C of `demo`: `std::process::exit`) can still
+//! stop them: [`stop_all`].
 
 use std::ffi::CString;
 use std::io;
@@ -35,6 +39,40 @@ pub enum TempClusterError {
 fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> TempClusterError {
     let action = action.into();
     move |source| TempClusterError::Io { action, source }
+}
+
+/// Postmasters started here and not yet stopped: (pid, root folder).
+static RUNNING: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<(u32, PathBuf)>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stops every cluster this process started and has not stopped yet, within about 2 s:
+/// SIGQUIT (immediate shutdown), SIGKILL for any still there, then their folders are
+/// removed. For exit paths that skip destructors.
+pub fn stop_all() {
+    let clusters: Vec<(u32, PathBuf)> = std::mem::take(&mut *running());
+    for (pid, _) in &clusters {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(*pid as i32, libc::SIGQUIT) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for (pid, root) in clusters {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+            // Reaped, or not our child any more (reaped elsewhere): gone.
+            if r != 0 || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; harmless if it is gone.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
 
 /// A running throwaway cluster.
@@ -132,6 +170,7 @@ impl TempCluster {
         }
         as_user(&mut postgres, run_as);
         let server = postgres.spawn().map_err(io_err("starting postgres"))?;
+        running().push((server.id(), root.clone()));
         let mut cluster = TempCluster {
             root,
             port,
@@ -183,21 +222,26 @@ impl TempCluster {
         Err(TempClusterError::NotReady(limit, log))
     }
 
-    /// Stops the server (fast shutdown, then SIGKILL after 10 s) and deletes its files.
+    /// Stops the server (fast shutdown, then SIGKILL after 5 s) and deletes its files.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.server.take() {
+            let pid = child.id();
             // SIGINT = "fast" shutdown: disconnect clients, then exit cleanly.
             // SAFETY: kill has no memory-safety preconditions.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
+                match child.try_wait() {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                    // Exited, or reaped by stop_all.
+                    _ => break,
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
             let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&self.root);
+            // Listed until here, so a second signal meanwhile still finds it (stop_all).
+            running().retain(|(p, _)| *p != pid);
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }

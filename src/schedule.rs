@@ -1,23 +1,33 @@
 //! When checks run, and what happens around each run.
 //!
-//! [`Runner`] owns one run of one slot (check × target): the overlap guard (a tick that finds
-//! the previous run still going is skipped and counted), flavour gating, executing the check,
+//! [`Runner`] owns one run of one slot (check × target): flavour gating, executing the check,
 //! mapping rows to samples, recording the result in the snapshot and handing non-empty
-//! results to the archive on a task of their own. [`Scheduler`] fires runs: once right after
-//! start-up, then on each check's interval or cron schedule via tokio-cron-scheduler (UTC),
-//! with a guard against catch-up bursts after a stall.
+//! results to the archive on a task of their own, and reporting whether the target answered
+//! ([`crate::recovery`]).
 //!
-//! Shutdown: [`Runner::drain`] stops new runs, waits for running ones up to the drain
-//! timeout, then cancels the rest server-side, and waits for archive writes.
+//! [`Scheduler`] is one task per slot that sleeps until the slot's next due time
+//! (`tokio::time::sleep_until`, monotonic clock), takes the slot's run lock and *awaits* the
+//! run, so a check can never overlap itself. The due time and the lock live in the slot's
+//! [`SlotClock`], which a reload hands to the next configuration when the check is unchanged:
+//! reloads neither delay nor repeat its runs. Interval checks keep their phase (due times are
+//! `first run + k × interval`); scheduled times that pass while the previous run is still
+//! going are skipped and counted (`runs_total{result="skipped"}`), never caught up in a burst.
+//! Cron checks (croner; six fields, seconds first, UTC; when both day-of-month and
+//! day-of-week are restricted a day must match both) run at each next occurrence after the
+//! previous run.
+//!
+//! Shutdown: [`Runner::drain`] stops the slot tasks, waits for running checks up to a
+//! deadline, then cancels the rest server-side and waits for them and for archive writes up to
+//! a second deadline.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -25,11 +35,15 @@ use tracing::Instrument;
 use crate::archive::{Archiver, Episode, Feed};
 use crate::capability;
 use crate::check;
-use crate::config::{CheckConfig, Config, Schedule};
+use crate::config::{CheckConfig, Config};
 use crate::db::{CheckError, ErrorKind, Target};
 use crate::detect::Detector;
+use crate::recovery::Health;
 use crate::sample;
 use crate::snapshot::{RunRecord, Store};
+
+mod timer;
+pub use timer::{Scheduler, parse_cron};
 
 /// Rows buffered between the connection and the sampler.
 const ROW_BUFFER: usize = 256;
@@ -61,14 +75,15 @@ pub struct Runner {
     pub targets: Vec<Arc<Target>>,
     pub store: Arc<Store>,
     archiver: Option<Archiver>,
-    /// Per slot: set while a run is in flight (the overlap guard). Shared with the runner of
-    /// the previous configuration for unchanged slots, so a reload cannot cause an overlap.
-    running: Vec<Arc<AtomicBool>>,
-    /// Per slot: milliseconds since [`epoch`] of the last scheduled start (catch-up guard).
-    last_start: Vec<Arc<AtomicU64>>,
-    /// Cancels in-flight runs (server-side) once the drain timeout has passed.
+    /// Per target (like `targets`): reachability and the recovery probe; carried with the pool.
+    pub health: Vec<Arc<Health>>,
+    /// Per slot: the run lock and the next due time. Shared with the runner of the previous
+    /// configuration for unchanged slots (the reload plan), so a reload neither moves the
+    /// schedule nor lets a check overlap itself.
+    clocks: Vec<Arc<SlotClock>>,
+    /// Cancels in-flight runs (server-side) once the drain deadline has passed.
     cancel: CancellationToken,
-    /// In-flight runs.
+    /// The slot tasks (and the runs they await).
     runs: TaskTracker,
     /// In-flight archive writes.
     writes: TaskTracker,
@@ -78,59 +93,65 @@ pub struct Runner {
     detector: Detector,
 }
 
-/// Clears an overlap guard when dropped.
-struct ClearOnDrop(Arc<AtomicBool>);
+/// What a slot keeps across reloads while its check and target are unchanged.
+#[derive(Debug, Default)]
+pub struct SlotClock {
+    /// Held for the whole of a run, by whichever configuration's task starts it.
+    running: tokio::sync::Mutex<()>,
+    /// When the next run is due; `None`: at once.
+    due: Mutex<Option<Instant>>,
+    /// The last run failed because its target could not be reached: it runs again as soon
+    /// as the target answers.
+    waiting_for_target: AtomicBool,
+}
 
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+impl SlotClock {
+    fn due(&self) -> Option<Instant> {
+        *self.due.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn set_due(&self, at: Instant) {
+        *self.due.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+    fn waiting(&self) -> bool {
+        self.waiting_for_target.load(Ordering::Acquire)
+    }
+    /// The next due time, for tests and the landing page.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.due()
     }
 }
-
-/// Process-wide reference point of the catch-up guard's timestamps.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// A slot's overlap and catch-up guards, handed from one runner to the next on reload.
-pub type Guards = (Arc<AtomicBool>, Arc<AtomicU64>);
 
 impl Runner {
+    /// A runner whose targets are not probed when down (for `once` and tests).
     pub fn new(config: Arc<Config>, targets: Vec<Arc<Target>>, store: Arc<Store>) -> Arc<Self> {
         let n = store.read().slots.len();
-        Self::with_guards(config, targets, store, vec![None; n])
-    }
-
-    /// Like [`Runner::new`], reusing the guards of slots carried over from a previous runner.
-    pub fn with_guards(
-        config: Arc<Config>,
-        targets: Vec<Arc<Target>>,
-        store: Arc<Store>,
-        carried: Vec<Option<Guards>>,
-    ) -> Arc<Self> {
+        let health = targets.iter().map(|_| Health::new(false)).collect();
         let archiver = Archiver::from_config(&config);
-        Self::with_archiver(config, targets, store, carried, archiver)
+        Self::with_parts(config, targets, health, store, vec![None; n], archiver)
     }
 
-    /// Like [`Runner::with_guards`], with an archiver built by the caller (one that shares
-    /// the daemon's archive gauges and upload queue across reloads).
-    pub fn with_archiver(
+    /// A runner with the given per-target health (carried with the pools on reload), the
+    /// clocks of slots carried over from a previous runner (`None`: a new slot, due at once)
+    /// and an archiver built by the caller (one that shares the daemon's archive gauges and
+    /// upload queue across reloads).
+    pub fn with_parts(
         config: Arc<Config>,
         targets: Vec<Arc<Target>>,
+        health: Vec<Arc<Health>>,
         store: Arc<Store>,
-        carried: Vec<Option<Guards>>,
+        carried: Vec<Option<Arc<SlotClock>>>,
         archiver: Option<Archiver>,
     ) -> Arc<Self> {
-        let (running, last_start) = carried.into_iter().map(|g| g.unwrap_or_default()).unzip();
+        assert_eq!(health.len(), targets.len(), "one health per target");
+        let clocks = carried.into_iter().map(Option::unwrap_or_default).collect();
         Arc::new(Runner {
             detector: Detector::new(targets.len()),
             config,
             targets,
+            health,
             store,
             archiver,
-            running,
-            last_start,
+            clocks,
             cancel: CancellationToken::new(),
             runs: TaskTracker::new(),
             writes: TaskTracker::new(),
@@ -139,49 +160,12 @@ impl Runner {
     }
 
     pub fn slot_count(&self) -> usize {
-        self.running.len()
+        self.clocks.len()
     }
 
-    /// The guards of `slot`, for the runner that replaces this one.
-    pub fn guards(&self, slot: usize) -> Guards {
-        (self.running[slot].clone(), self.last_start[slot].clone())
-    }
-
-    /// Starts a run of `slot` on its own task unless one is in flight (then counts a skip).
-    /// `min_gap` is the catch-up guard: a tick sooner than that after the previous start
-    /// is a burst after a stall and is dropped.
-    pub fn spawn(self: &Arc<Self>, slot: usize, min_gap: Option<Duration>) {
-        if self.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        let now_ms = epoch().elapsed().as_millis() as u64;
-        if let Some(gap) = min_gap {
-            let last = self.last_start[slot].load(Ordering::Acquire);
-            if last != 0 && now_ms.saturating_sub(last) < gap.as_millis() as u64 {
-                tracing::debug!(slot, "tick dropped: catch-up after a stall");
-                return;
-            }
-        }
-        if self.running[slot].swap(true, Ordering::AcqRel) {
-            let (check, target) = self.names(slot);
-            tracing::warn!(%check, %target, "previous run still going; this run is skipped");
-            self.store.record_skip(slot);
-            return;
-        }
-        self.last_start[slot].store(now_ms.max(1), Ordering::Release);
-        let me = self.clone();
-        let flag = self.running[slot].clone();
-        self.runs.spawn(async move {
-            // Cleared on drop, so even a panicking run cannot leave its check blocked forever.
-            let _clear = ClearOnDrop(flag);
-            let _ = me.run(slot).await;
-        });
-    }
-
-    fn names(&self, slot: usize) -> (String, String) {
-        let st = self.store.read();
-        let s = &st.slots[slot];
-        (s.check.name.clone(), s.target.to_string())
+    /// The clock of `slot`, for the runner that replaces this one.
+    pub fn clock(&self, slot: usize) -> Arc<SlotClock> {
+        self.clocks[slot].clone()
     }
 
     /// Runs `slot` once, now, and records the outcome.
@@ -250,6 +234,13 @@ impl Runner {
                 }
             };
             self.store.record_run(slot, RunRecord { started, duration, outcome: record });
+            // Did the target answer? A session could not be opened: probe the target (once,
+            // for every check on it); anything else the server said: it is reachable.
+            match &outcome {
+                Err(e) if e.kind.target_down() => self.health[target_index].report_down(&target),
+                Err(e) if matches!(e.kind, ErrorKind::Canceled | ErrorKind::PoolTimeout) => {}
+                _ => self.health[target_index].report_up(&target_name),
+            }
             Report { slot, duration, rows, outcome, archive }
         }
         .instrument(span)
@@ -269,9 +260,12 @@ impl Runner {
         target_name: &str,
         started: SystemTime,
     ) -> Result<Streamed, CheckError> {
-        let (tx, mut rx) = mpsc::channel(ROW_BUFFER);
+        let (tx, rx) = mpsc::channel(ROW_BUFFER);
         let archiver = self.archiver.as_ref().filter(|_| check.archive);
         let consume = async {
+            // Owned here, so a mismatch that returns early drops the receiver at once and the
+            // query side sees it (then cancels the statement on the server).
+            let mut rx = rx;
             let mut columns = Vec::new();
             let mut sampler = None;
             let mut feed: Option<mpsc::Sender<Feed>> = None;
@@ -319,9 +313,11 @@ impl Runner {
         };
         let (executed, consumed) =
             tokio::join!(check::execute(target, check, &self.cancel, tx), consume);
-        // A query error wins over what the consumer saw; dropping `feed` abandons the CSV.
-        let rows = executed?;
+        // The consumer fails only on a column mismatch, which is then the cause (the query
+        // side stopped because of it); otherwise a query error wins. Dropping `feed`
+        // abandons the CSV.
         let (samples, feed, archive) = consumed?;
+        let rows = executed?;
         if let Some(f) = feed {
             let _ = f.send(Feed::End).await;
         }
@@ -378,8 +374,25 @@ impl Runner {
         (tx, handle)
     }
 
+    /// Records a run that was due while its target is known to be down, without
+    /// connecting: the target's probe is the only connection attempt until it answers.
+    fn record_unreachable(&self, slot: usize) {
+        self.store.record_run(
+            slot,
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::ZERO,
+                outcome: Err(CheckError::new(
+                    ErrorKind::Connect,
+                    "target unreachable; not connecting until its probe succeeds",
+                )),
+            },
+        );
+    }
+
     /// After a reload: lets in-flight runs finish on their own deadlines (they record into
-    /// the successor store), then waits for archive writes.
+    /// the successor store), then waits for archive writes; bounded by the longest check
+    /// timeout plus the cancel and write allowances.
     pub async fn retire(&self) {
         let longest = self
             .config
@@ -388,18 +401,28 @@ impl Runner {
             .map(|c| c.timeout)
             .max()
             .unwrap_or_default();
-        self.drain(longest + Duration::from_secs(10), &CancellationToken::new())
-            .await;
+        let now = Instant::now();
+        self.drain(
+            now + longest + Duration::from_secs(1),
+            now + longest + Duration::from_secs(10),
+            &CancellationToken::new(),
+        )
+        .await;
     }
 
-    /// Stops new runs, waits for running ones up to `drain`, cancels the rest server-side,
-    /// then waits for archive writes.
-    /// `abort` (a second signal) cuts the wait short: running checks are cancelled at once.
-    pub async fn drain(&self, drain: Duration, abort: &CancellationToken) {
+    /// Stops new runs and waits for running ones until `runs_by`; then cancels the rest
+    /// server-side and waits for them and for archive writes until `all_by`. `abort` (a
+    /// second signal) cuts the first wait short. Returns whether everything finished.
+    pub async fn drain(
+        &self,
+        runs_by: Instant,
+        all_by: Instant,
+        abort: &CancellationToken,
+    ) -> bool {
         self.stopping.store(true, Ordering::Release);
         self.runs.close();
         let finished = tokio::select! {
-            r = tokio::time::timeout(drain, self.runs.wait()) => r.is_ok(),
+            r = tokio::time::timeout_at(runs_by, self.runs.wait()) => r.is_ok(),
             _ = abort.cancelled() => self.runs.is_empty(),
         };
         if !finished {
@@ -408,87 +431,27 @@ impl Runner {
                 "cancelling running checks on the server"
             );
             self.cancel.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.runs.wait()).await;
+            if tokio::time::timeout_at(all_by, self.runs.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    running = self.runs.len(),
+                    "runs still going at the shutdown deadline; abandoned"
+                );
+            }
         }
         self.writes.close();
-        if tokio::time::timeout(Duration::from_secs(60), self.writes.wait())
+        if tokio::time::timeout_at(all_by, self.writes.wait())
             .await
             .is_err()
         {
-            tracing::error!("archive writes did not finish within 60s");
+            tracing::error!(
+                writing = self.writes.len(),
+                "archive writes still going at the shutdown deadline; their temporaries are removed at the next start"
+            );
+            return false;
         }
-    }
-}
-
-/// Fires runs on each check's schedule.
-pub struct Scheduler {
-    inner: Mutex<Option<JobScheduler>>,
-}
-
-impl Scheduler {
-    /// Runs the slots marked in `run_now` at once, then registers one job per check.
-    pub async fn start(
-        runner: &Arc<Runner>,
-        run_now: &[bool],
-    ) -> Result<Self, tokio_cron_scheduler::JobSchedulerError> {
-        for slot in (0..runner.slot_count()).filter(|&s| run_now[s]) {
-            runner.spawn(slot, None);
-        }
-        // The scheduler's internal broadcast channels (job activations, started/done
-        // notifications) drop messages when they lag; size them for every check firing at
-        // once, several times over (the default, 200, lagged in the soak with 200 checks).
-        let sched =
-            JobScheduler::new_with_channel_size((8 * runner.config.checks.len()).max(1024)).await?;
-        let config = runner.config.clone();
-        for (ci, check) in config.checks.iter().enumerate() {
-            let slots: Arc<[usize]> = runner
-                .store
-                .read()
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.check_index == ci)
-                .map(|(i, _)| i)
-                .collect();
-            let r = runner.clone();
-            let job = match &check.schedule {
-                Schedule::Interval(every) => {
-                    let gap = *every / 2;
-                    Job::new_repeated_async(*every, move |_, _| {
-                        let (r, slots) = (r.clone(), slots.clone());
-                        Box::pin(async move {
-                            for &s in slots.iter() {
-                                r.spawn(s, Some(gap));
-                            }
-                        })
-                    })?
-                }
-                Schedule::Cron(expr) => {
-                    Job::new_async_tz(expr.as_str(), chrono::Utc, move |_, _| {
-                        let (r, slots) = (r.clone(), slots.clone());
-                        Box::pin(async move {
-                            for &s in slots.iter() {
-                                r.spawn(s, Some(Duration::from_millis(900)));
-                            }
-                        })
-                    })?
-                }
-            };
-            sched.add(job).await?;
-        }
-        sched.start().await?;
-        Ok(Scheduler {
-            inner: Mutex::new(Some(sched)),
-        })
-    }
-
-    /// Stops firing; running checks are not touched.
-    pub async fn stop(&self) {
-        let sched = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut s) = sched {
-            if let Err(e) = s.shutdown().await {
-                tracing::warn!(error = %e, "scheduler shutdown reported an error");
-            }
-        }
+        self.runs.is_empty()
     }
 }

@@ -149,6 +149,8 @@ pub struct TargetState {
     /// What the target's user can read and the deployment that makes it: from the
     /// configuration when forced, else detected at the first successful connect.
     pub capabilities: Option<Arc<Capabilities>>,
+    /// Static labels of the target (configuration), added to all of its series.
+    pub labels: Arc<[(String, String)]>,
     /// Set when the target went down after detection: the next run detects again (a restored
     /// snapshot or a changed grant may answer differently), keeping the old answer meanwhile.
     pub redetect: bool,
@@ -169,6 +171,29 @@ pub struct RunRecord {
     pub started: SystemTime,
     pub duration: Duration,
     pub outcome: Result<(u64, Samples), CheckError>,
+}
+
+/// One slot per check and each of its targets, in check order: (check index, target index).
+/// The order of [`State::slots`], and the keys the reload plan matches.
+pub fn slot_keys(config: &Config) -> Vec<(usize, usize)> {
+    config
+        .checks
+        .iter()
+        .enumerate()
+        .flat_map(|(ci, c)| c.targets.iter().map(move |&ti| (ci, ti)))
+        .collect()
+}
+
+/// What a new slot keeps from an old one after a reload (decided by `crate::reload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// Same check on the same, unchanged target: status, samples, counters and last file.
+    Unchanged(usize),
+    /// Same check name and target name, but the check or the target changed: counters
+    /// only (they never reset while the series lives); it runs at once.
+    Counters(usize),
+    /// A new slot.
+    Fresh,
 }
 
 /// The shared store.
@@ -232,7 +257,7 @@ fn unix(t: SystemTime) -> f64 {
 }
 
 impl Store {
-    /// One slot per check and each of its targets, in check order.
+    /// One slot per check and each of its targets, in check order ([`slot_keys`]).
     pub fn new(config: &Config) -> Self {
         let targets: Vec<TargetState> = config
             .targets
@@ -241,28 +266,27 @@ impl Store {
                 name: Arc::from(t.name.as_str()),
                 up: None,
                 capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
+                labels: t.labels.clone().into(),
                 redetect: false,
             })
             .collect();
-        let mut slots = Vec::new();
-        for (ci, check) in config.checks.iter().enumerate() {
-            for &ti in &check.targets {
-                slots.push(Slot {
-                    check: check.clone(),
-                    check_index: ci,
-                    target_index: ti,
-                    target: targets[ti].name.clone(),
-                    status: Status::default(),
-                    samples: None,
-                    counters: Counters::default(),
-                    last_file: None,
-                    not_applicable: None,
-                    history: Default::default(),
-                    last_result: None,
-                    recent_files: Default::default(),
-                });
-            }
-        }
+        let slots = slot_keys(config)
+            .into_iter()
+            .map(|(ci, ti)| Slot {
+                check: config.checks[ci].clone(),
+                check_index: ci,
+                target_index: ti,
+                target: targets[ti].name.clone(),
+                status: Status::default(),
+                samples: None,
+                counters: Counters::default(),
+                last_file: None,
+                not_applicable: None,
+                history: Default::default(),
+                last_result: None,
+                recent_files: Default::default(),
+            })
+            .collect();
         let mut state = State {
             slots,
             targets,
@@ -279,17 +303,17 @@ impl Store {
         }
     }
 
-    /// Takes over what `old` knows after a reload: for every slot whose check is unchanged
-    /// and whose target was kept (`kept_targets[old index]` is its new index), status,
-    /// samples and counters; for a renamed-but-same slot nothing. Counters of a changed check
-    /// on the same target carry over too, so counters never reset while a series lives.
-    /// Returns, per old slot, the new slot that continues it unchanged.
-    pub fn adopt(&self, old: &Store, kept_targets: &[Option<usize>]) -> Vec<Option<usize>> {
+    /// Takes over what `old` knows after a reload, as the reload plan says
+    /// (`crate::reload`): `targets[new]` is the old target whose connection state and
+    /// detected state the new one keeps (an unchanged target); `slots[new]` says what a
+    /// slot keeps. The per-target detected state is carried as an opaque value. Skip
+    /// states are not copied: call [`Store::regate`] afterwards.
+    pub fn adopt(&self, old: &Store, targets: &[Option<usize>], slots: &[Carry]) {
         let old_state = old.read();
-        let mut mapping = vec![None; old_state.slots.len()];
         self.write(|new| {
-            for (oi, t) in old_state.targets.iter().enumerate() {
-                if let Some(ni) = kept_targets[oi] {
+            for (ni, from) in targets.iter().enumerate() {
+                if let Some(oi) = *from {
+                    let t = &old_state.targets[oi];
                     new.targets[ni].up = t.up;
                     // A forced deployment in the new configuration wins over a detected one.
                     if new.targets[ni].capabilities.is_none() {
@@ -298,38 +322,24 @@ impl Store {
                     }
                 }
             }
-            for (oi, o) in old_state.slots.iter().enumerate() {
-                let Some(nt) = kept_targets[o.target_index] else {
-                    continue;
-                };
-                let Some((ni, n)) = new
-                    .slots
-                    .iter_mut()
-                    .enumerate()
-                    .find(|(_, n)| n.target_index == nt && n.check.name == o.check.name)
-                else {
-                    continue;
-                };
-                n.counters = o.counters.clone();
-                if n.check.same_as(&o.check) {
-                    n.status = o.status.clone();
-                    n.samples = o.samples.clone();
-                    n.last_file = o.last_file.clone();
-                    n.not_applicable = o.not_applicable.clone();
-                    n.history = o.history.clone();
-                    n.last_result = o.last_result.clone();
-                    n.recent_files = o.recent_files.clone();
-                    mapping[oi] = Some(ni);
+            for (ni, carry) in slots.iter().enumerate() {
+                let n = &mut new.slots[ni];
+                match *carry {
+                    Carry::Unchanged(oi) => {
+                        let o = &old_state.slots[oi];
+                        n.counters = o.counters.clone();
+                        n.status = o.status.clone();
+                        n.samples = o.samples.clone();
+                        n.last_file = o.last_file.clone();
+                        n.history = o.history.clone();
+                        n.last_result = o.last_result.clone();
+                        n.recent_files = o.recent_files.clone();
+                    }
+                    Carry::Counters(oi) => n.counters = old_state.slots[oi].counters.clone(),
+                    Carry::Fresh => {}
                 }
             }
-            // New and changed checks on a target whose capabilities are known are gated now,
-            // not at their first run: otherwise a check that cannot run there would never be
-            // marked skipped, and readiness would wait for it forever.
-            for ti in 0..new.targets.len() {
-                gate(new, ti);
-            }
         });
-        mapping
     }
 
     /// Forwards this store's late writes to `next` (see the field's comment).
@@ -427,12 +437,15 @@ impl Store {
         });
     }
 
-    /// A tick found the previous run still going.
-    pub fn record_skip(&self, slot: usize) {
+    /// `n` scheduled runs fell due while the previous run was still going (not started).
+    pub fn record_skips(&self, slot: usize, n: u64) {
+        if n == 0 {
+            return;
+        }
         let Some((store, slot)) = self.forward(slot) else {
             return;
         };
-        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped.index()] += 1);
+        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped.index()] += n);
     }
 
     /// An archive write finished.
@@ -462,6 +475,16 @@ impl Store {
             s.targets[target].capabilities = Some(caps);
             s.targets[target].redetect = false;
             gate(s, target);
+        });
+    }
+
+    /// Recomputes every slot's skip state from what is known about its target: after a
+    /// reload handover, where new and edited slots meet carried capabilities.
+    pub fn regate(&self) {
+        self.write(|s| {
+            for ti in 0..s.targets.len() {
+                gate(s, ti);
+            }
         });
     }
 

@@ -8,7 +8,6 @@
 //! queue, then everything stops; files left are uploaded after the next start.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -120,9 +119,10 @@ impl Lifecycle {
         }
     }
 
-    /// Gives queued uploads up to `grace` to finish, then stops every task.
-    pub async fn shutdown(self, grace: Duration) {
+    /// Gives queued uploads until `by` to finish (the tasks keep running).
+    pub async fn drain_uploads(&self, by: tokio::time::Instant) {
         if let Some(q) = &self.uploads {
+            let grace = by.saturating_duration_since(tokio::time::Instant::now());
             if q.pending() > 0 && !q.idle(grace).await {
                 tracing::warn!(
                     pending = q.pending(),
@@ -130,9 +130,18 @@ impl Lifecycle {
                 );
             }
         }
+    }
+
+    /// Stops every task, waiting for them until `by`; a task still going then (an upload
+    /// stuck in a request, a retention pass on a slow disk) is aborted.
+    pub async fn shutdown(self, by: tokio::time::Instant) {
         self.stop.cancel();
         for t in self.tasks {
-            let _ = t.await;
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(by, t).await.is_err() {
+                tracing::warn!("archive task still going at the shutdown deadline; aborted");
+                abort.abort();
+            }
         }
     }
 }

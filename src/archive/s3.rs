@@ -1,10 +1,9 @@
 //! The S3 client behind archive uploads (cargo feature `s3`): object_store's Amazon S3 store
-//! with the AWS credential chain (environment, web identity, ECS task role, instance role),
-//! plus the static keys of a shared-credentials profile, which object_store does not read.
+//! with the process's AWS credential chain (`aws::chain`: environment, shared-credentials
+//! profile, web identity, ECS task role, instance role).
 //! Kept apart so a build without the feature carries none of the S3 and HTTP client crates
 //! (they add 3 MB of code, most of the exporter's idle memory).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,29 +54,17 @@ fn client_with(
     // reqwest is built without a bundled TLS provider: install ring, the rustls provider the
     // rest of the binary (database TLS, HTTPS server) already uses, so only one is linked.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(&cfg.bucket);
     let region = cfg
         .region
         .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .unwrap_or_else(|| "us-east-1".into());
-    b = b.with_region(region);
+        .unwrap_or_else(crate::aws::default_region);
+    let mut b =
+        crate::aws::chain::builder(cfg.profile.as_deref(), &region).with_bucket_name(&cfg.bucket);
     if let Some(e) = &cfg.endpoint {
         b = b
             .with_endpoint(e)
             .with_virtual_hosted_style_request(false)
             .with_allow_http(cfg.allow_http);
-    }
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        if let Some(c) = profile_credentials(cfg.profile.as_deref()) {
-            b = b
-                .with_access_key_id(c.key_id)
-                .with_secret_access_key(c.secret);
-            if let Some(t) = c.token {
-                b = b.with_token(t);
-            }
-        }
     }
     // One request retries briefly; the queue's backoff handles longer outages.
     b = b
@@ -103,100 +90,12 @@ fn client_with(
     ))
 }
 
-/// Static keys of a shared-credentials profile.
-#[derive(Debug, PartialEq, Eq)]
-struct ProfileCredentials {
-    key_id: String,
-    secret: String,
-    token: Option<String>,
-}
-
-/// Reads `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`) of the
-/// profile (`profile`, else `AWS_PROFILE`, else `default`) from `AWS_SHARED_CREDENTIALS_FILE`
-/// (default `~/.aws/credentials`), then `AWS_CONFIG_FILE` (default `~/.aws/config`).
-fn profile_credentials(profile: Option<&str>) -> Option<ProfileCredentials> {
-    let name = profile
-        .map(str::to_string)
-        .or_else(|| std::env::var("AWS_PROFILE").ok())
-        .unwrap_or_else(|| "default".into());
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let file = |var: &str, default: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
-    };
-    let creds = file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| parse_profile(&t, &name));
-    creds.or_else(|| {
-        let section = if name == "default" {
-            name.clone()
-        } else {
-            format!("profile {name}")
-        };
-        file("AWS_CONFIG_FILE", "config")
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| parse_profile(&t, &section))
-    })
-}
-
-/// The keys of `[section]` in an INI-style AWS file.
-fn parse_profile(text: &str, section: &str) -> Option<ProfileCredentials> {
-    let mut inside = false;
-    let (mut key_id, mut secret, mut token) = (None, None, None);
-    for line in text.lines() {
-        let l = line.trim();
-        if l.starts_with('#') || l.starts_with(';') || l.is_empty() {
-            continue;
-        }
-        if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            inside = s.trim() == section;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        if let Some((k, v)) = l.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => key_id = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some(ProfileCredentials {
-        key_id: key_id?,
-        secret: secret?,
-        token,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::archive::layout;
     use crate::archive::upload::{self, moto};
     use tokio_util::sync::CancellationToken;
-
-    #[test]
-    fn profiles_are_read_from_ini_files() {
-        let text = "[default]\naws_access_key_id = AK1\naws_secret_access_key = S1\n\
-                    [ops]\n# comment\naws_access_key_id=AK2\naws_secret_access_key=S2\naws_session_token=T2\n\
-                    [broken]\naws_access_key_id = AK3\n";
-        assert_eq!(
-            parse_profile(text, "ops"),
-            Some(ProfileCredentials {
-                key_id: "AK2".into(),
-                secret: "S2".into(),
-                token: Some("T2".into())
-            })
-        );
-        assert_eq!(parse_profile(text, "default").unwrap().key_id, "AK1");
-        assert_eq!(parse_profile(text, "broken"), None);
-        assert_eq!(parse_profile(text, "missing"), None);
-    }
 
     async fn wait_for(what: &str, deadline: Duration, f: impl Fn() -> bool) {
         let end = tokio::time::Instant::now() + deadline;
@@ -218,9 +117,7 @@ mod tests {
         use chrono::TimeZone;
         use object_store::ObjectStoreExt;
 
-        let Some(mut moto) = moto::Moto::start() else {
-            return;
-        };
+        let mut moto = moto::Moto::start();
         moto.create_bucket("archive-test");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();

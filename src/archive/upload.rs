@@ -283,22 +283,18 @@ pub(crate) mod moto {
     }
 
     impl Moto {
-        /// Starts moto on a free port; `None` (with the reason printed) when moto is not installed.
-        pub fn start() -> Option<Moto> {
+        /// Starts moto on a free port. Panics when moto is not installed: the S3 tests must
+        /// fail, not pass silently (`.ci/run` installs it).
+        pub fn start() -> Moto {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
-                .ok()?
+                .expect("a free port")
                 .port();
             let mut m = Moto { child: None, port };
-            match m.spawn() {
-                Ok(()) => Some(m),
-                Err(e) => {
-                    eprintln!(
-                        "SKIPPED: moto_server is not available ({e}); pip install 'moto[server]'"
-                    );
-                    None
-                }
+            if let Err(e) = m.spawn() {
+                panic!("moto_server is not available ({e}); pip install 'moto[server]'");
             }
+            m
         }
 
         fn spawn(&mut self) -> Result<(), String> {

@@ -361,7 +361,22 @@ impl Validator<'_> {
                 out
             }
         };
+        let static_labels = self.static_labels(&p("static_labels"), start, &c.static_labels);
+        for (name, _) in &static_labels {
+            if labels.contains(name) {
+                self.problem(
+                    p("static_labels"),
+                    c.static_labels
+                        .as_ref()
+                        .and_then(|m| m.get(name))
+                        .map(|v| v.span().start),
+                    format!("\"{name}\" is also a label column of this check"),
+                );
+            }
+        }
         CheckConfig {
+            static_labels,
+            file: self.file.clone(),
             name,
             help,
             query,

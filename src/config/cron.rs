@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use super::Schedule;
 
-pub(crate) fn cron(expr: &str) -> Result<croner::Cron, String> {
+/// Parses a cron expression: six fields, seconds first; when both day-of-month and day-of-week
+/// are restricted, a day must match both. The scheduler parses with this too, so it runs
+/// exactly what validation accepted.
+pub fn cron(expr: &str) -> Result<croner::Cron, String> {
     croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)

@@ -42,6 +42,9 @@ pub struct ExporterConfig {
     pub max_series_per_check: usize,
     /// Retention, compression, serving and S3 upload of archive files.
     pub archive: ArchiveSettings,
+    /// The files `include` matched, in the order their checks were read (shown by
+    /// `check-config`; re-read on every reload).
+    pub included_files: Vec<PathBuf>,
 }
 
 /// How the connection to a target is secured.
@@ -133,6 +136,12 @@ pub enum Auth {
     /// A static password from `password` or `password_file`. `None` sends no password and lets
     /// the server decide (e.g. `trust` in `pg_hba.conf`, for tests).
     Password(Option<Secret>),
+    /// IAM temporary credentials (`[targets.NAME.iam]`, cargo feature `aws`): user and password
+    /// come from the API for each new session; `user` is `iam.db_user` or empty.
+    Iam(super::IamPlan),
+    /// The login from a Secrets Manager secret (`password_secret`, cargo feature `aws`); `user`
+    /// is empty, the secret's `username` is used.
+    Secret(super::SecretRef),
 }
 
 /// `[targets.NAME]`: one database to watch, with its own connection pool.
@@ -163,6 +172,22 @@ pub struct TargetConfig {
     pub keepalives_idle: Duration,
     /// `None` means detect at connect time.
     pub deployment: Option<Deployment>,
+    /// Static labels (`labels = { env = "prod" }`), sorted by name: added to every series of
+    /// the target, data and self metrics, and to `redshift_exporter_target_info`. Not part of
+    /// the connection, so a change keeps the pool ([`TargetConfig::same_connection`]).
+    pub labels: Vec<(String, String)>,
+}
+
+impl TargetConfig {
+    /// Same database, credentials and session settings: the pool can be kept across a
+    /// reload (static labels may differ).
+    pub fn same_connection(&self, other: &TargetConfig) -> bool {
+        let strip = |t: &TargetConfig| TargetConfig {
+            labels: Vec::new(),
+            ..t.clone()
+        };
+        strip(self) == strip(other)
+    }
 }
 
 /// When a check runs.
@@ -254,6 +279,8 @@ pub struct CheckConfig {
     pub name: String,
     pub help: String,
     pub query: String,
+    /// The included file the check came from (`None`: the main file), for lint messages.
+    pub file: Option<String>,
     /// Line of the file where the query text starts, for lint messages.
     pub query_line: Option<usize>,
     pub schedule: Schedule,
@@ -270,6 +297,9 @@ pub struct CheckConfig {
     pub deployments: Vec<Deployment>,
     /// How long this check's archive files are kept (age), and the cap on their bytes per target.
     pub archive_retention: Retention,
+    /// Static labels (`static_labels = { team = "dba" }`), sorted by name: added to every
+    /// series of the check, data and self metrics.
+    pub static_labels: Vec<(String, String)>,
 }
 
 impl CheckConfig {
@@ -282,6 +312,7 @@ impl CheckConfig {
     pub fn same_as(&self, other: &CheckConfig) -> bool {
         let strip = |c: &CheckConfig| CheckConfig {
             targets: Vec::new(),
+            file: None,
             query_line: None,
             ..c.clone()
         };
@@ -296,6 +327,7 @@ impl Config {
         for (i, c) in self.checks.iter().enumerate() {
             for f in crate::lint::lint(&c.query) {
                 out.push(Problem {
+                    file: c.file.clone(),
                     path: format!("checks[{i}].query"),
                     line: c.query_line.map(|l| l + f.line),
                     message: format!("check {}: {} [{}]", c.name, f.message, f.rule),

@@ -35,6 +35,8 @@ pub(super) struct RawExporter {
     pub(super) page_detail: Option<Spanned<String>>,
     pub(super) archive_retention_interval: Option<Spanned<String>>,
     pub(super) s3: Option<Spanned<super::archive::RawS3>>,
+    /// Files of further `[[checks]]`, globs relative to the main file.
+    pub(super) include: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +63,10 @@ pub(super) struct RawTarget {
     pub(super) max_connection_age: Option<Spanned<String>>,
     pub(super) keepalives_idle: Option<Spanned<String>>,
     pub(super) deployment: Option<Spanned<String>>,
+    pub(super) password_secret: Option<Spanned<String>>,
+    pub(super) iam: Option<Spanned<super::aws::RawIam>>,
+    /// Static labels added to every series of the target.
+    pub(super) labels: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -81,4 +87,13 @@ pub(super) struct RawCheck {
     pub(super) deployment: Option<Vec<Spanned<String>>>,
     pub(super) archive_max_age: Option<Spanned<String>>,
     pub(super) archive_max_bytes: Option<Spanned<StrOrInt>>,
+    /// Static labels added to every series of the check (`labels` names label columns).
+    pub(super) static_labels: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+/// A file named by `[exporter] include`: `[[checks]]` only.
+#[derive(Deserialize, Default)]
+pub(super) struct RawInclude {
+    #[serde(default)]
+    pub(super) checks: Vec<Spanned<RawCheck>>,
 }

@@ -55,7 +55,12 @@ impl Validator<'_> {
                 }
             }
         };
-        let user = required(self, "user", &t.user);
+        let aws_keys = t.iam.is_some() || t.password_secret.is_some();
+        let user = if aws_keys {
+            self.opt_string(&p("user"), &t.user).unwrap_or_default()
+        } else {
+            required(self, "user", &t.user)
+        };
         let database = self
             .opt_string(&p("database"), &t.database)
             .unwrap_or_else(|| "dev".into());
@@ -152,14 +157,41 @@ impl Validator<'_> {
         let application_name = self
             .opt_string(&p("application_name"), &t.application_name)
             .unwrap_or_else(|| "redshift-exporter".into());
+        let aws = self.aws_login(
+            &super::aws::TargetFacts {
+                base: &format!("targets.{name}"),
+                host: &host,
+                database: &database,
+                sslmode,
+                sslmode_span: t.sslmode.as_ref().map(|s| s.span().start),
+                deployment,
+                has_password: t
+                    .password
+                    .as_ref()
+                    .or(t.password_file.as_ref())
+                    .map(|s| s.span().start),
+                user: t.user.as_ref().map(|s| s.span().start),
+            },
+            &t.password_secret,
+            &t.iam,
+        );
+        let user = match &aws {
+            Some(Auth::Iam(super::IamPlan {
+                api: super::IamApi::ClusterCredentials { db_user, .. },
+                ..
+            })) => db_user.clone(),
+            _ => user,
+        };
+        let labels = self.static_labels(&p("labels"), start, &t.labels);
         TargetConfig {
+            labels,
             name: name.to_string(),
             host,
             hostaddr,
             port,
             database,
             user,
-            auth: Auth::Password(password),
+            auth: aws.unwrap_or(Auth::Password(password)),
             sslmode,
             ca_file,
             pool_size: self.positive(&p("pool_size"), &t.pool_size, 5, 1000),

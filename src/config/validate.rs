@@ -13,22 +13,33 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::raw::RawCheck;
 use super::{
     CheckConfig, Config, DEFAULT_NAMESPACE, Deployment, ExporterConfig, LineIndex, PageDetail,
     Problem, RawConfig, expand_env, is_metric_name,
 };
 
 pub(super) struct Validator<'a> {
-    /// The file's text, for locating the first line of multi-line strings.
+    /// The text of the file being validated, for locating the first line of multi-line strings.
     pub(super) src: &'a str,
     pub(super) lines: LineIndex,
+    /// The included file being validated (`None`: the main file); problems carry it.
+    pub(super) file: Option<String>,
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) problems: Vec<Problem>,
-    /// (variable, path, line) of every unset variable, reported together at the end.
-    pub(super) missing_vars: Vec<(String, String, Option<usize>)>,
+    /// (variable, path, line, file) of every unset variable, reported together at the end.
+    pub(super) missing_vars: Vec<(String, String, Option<usize>, Option<String>)>,
 }
 
-impl Validator<'_> {
+/// The `[[checks]]` of one file named by `[exporter] include`.
+pub(super) struct Included<'a> {
+    /// As written relative to the main file's folder.
+    pub(super) name: String,
+    pub(super) text: &'a str,
+    pub(super) checks: Vec<Spanned<RawCheck>>,
+}
+
+impl<'a> Validator<'a> {
     pub(super) fn problem(
         &mut self,
         path: impl Into<String>,
@@ -37,6 +48,7 @@ impl Validator<'_> {
     ) {
         let line = span_start.map(|s| self.lines.line(s));
         self.problems.push(Problem {
+            file: self.file.clone(),
             path: path.into(),
             line,
             message: msg.into(),
@@ -48,7 +60,8 @@ impl Validator<'_> {
         let line = Some(self.lines.line(v.span().start));
         let (out, missing) = expand_env(v.get_ref(), self.env);
         for name in missing {
-            self.missing_vars.push((name, path.to_string(), line));
+            self.missing_vars
+                .push((name, path.to_string(), line, self.file.clone()));
         }
         out
     }
@@ -105,7 +118,7 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn validate(&mut self, raw: RawConfig) -> Config {
+    pub(super) fn validate(&mut self, raw: RawConfig, included: Vec<Included<'a>>) -> Config {
         let e = raw.exporter.unwrap_or_default();
         let listen_address = self
             .opt_string("exporter.listen_address", &e.listen_address)
@@ -184,6 +197,7 @@ impl Validator<'_> {
                 10_000_000,
             ),
             archive: self.archive_settings(&e),
+            included_files: Vec::new(),
         };
 
         if raw.targets.is_empty() {
@@ -200,54 +214,88 @@ impl Validator<'_> {
         }
         let target_names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
 
-        if raw.checks.is_empty() {
+        if raw.checks.is_empty() && included.iter().all(|f| f.checks.is_empty()) {
             self.problem("checks", None, "at least one [[checks]] entry is required");
         }
         let mut checks: Vec<Arc<CheckConfig>> = Vec::new();
         let mut names = HashSet::new();
         let mut metrics: BTreeMap<String, (String, Vec<Deployment>)> = BTreeMap::new();
-        for (i, c) in raw.checks.iter().enumerate() {
-            let check = self.check(i, c, &exporter, &target_names);
-            let path = format!("checks[{i}]");
-            let duplicate = !check.name.is_empty() && !names.insert(check.name.clone());
-            if duplicate {
-                self.problem(
-                    format!("{path}.name"),
-                    c.get_ref().name.as_ref().map(|s| s.span().start),
-                    format!("duplicate check name \"{}\"", check.name),
-                );
-            }
-            // A duplicate name's metrics collide by construction; one problem is enough.
-            // Two checks may feed one metric only when no target can run both (disjoint
-            // deployments: the provisioned and Serverless variants of one measurement), so
-            // their series can never collide.
-            for v in check.values.iter().filter(|_| !duplicate) {
-                match metrics.get(&v.metric) {
-                    None => {
-                        metrics.insert(
-                            v.metric.clone(),
-                            (check.name.clone(), check.deployments.clone()),
-                        );
+        // The main file's checks, then each included file's, each validated with its own text
+        // so problems name the right file and line.
+        let main = (self.src, None::<String>, raw.checks);
+        let sources = std::iter::once(main).chain(
+            included
+                .into_iter()
+                .map(|f| (f.text, Some(f.name), f.checks)),
+        );
+        for (text, file, raw_checks) in sources {
+            self.src = text;
+            self.lines = LineIndex::new(text);
+            self.file = file;
+            for (i, c) in raw_checks.iter().enumerate() {
+                let check = self.check(i, c, &exporter, &target_names);
+                let path = format!("checks[{i}]");
+                let duplicate = !check.name.is_empty() && !names.insert(check.name.clone());
+                if duplicate {
+                    self.problem(
+                        format!("{path}.name"),
+                        c.get_ref().name.as_ref().map(|s| s.span().start),
+                        format!("duplicate check name \"{}\"", check.name),
+                    );
+                }
+                // A duplicate name's metrics collide by construction; one problem is enough.
+                // Two checks may feed one metric only when no target can run both (disjoint
+                // deployments: the provisioned and Serverless variants of one measurement), so
+                // their series can never collide.
+                for v in check.values.iter().filter(|_| !duplicate) {
+                    match metrics.get(&v.metric) {
+                        None => {
+                            metrics.insert(
+                                v.metric.clone(),
+                                (check.name.clone(), check.deployments.clone()),
+                            );
+                        }
+                        Some((other, other_deployments)) => {
+                            if check
+                                .deployments
+                                .iter()
+                                .any(|d| other_deployments.contains(d))
+                            {
+                                self.problem(
+                                    format!("{path}.values"),
+                                    Some(c.span().start),
+                                    format!(
+                                        "metric \"{}\" is also produced by check \"{other}\" and a target could run both; give one of them a values name override (checks may share a metric only when their deployments differ)",
+                                        v.metric
+                                    ),
+                                );
+                            }
+                        }
                     }
-                    Some((other, other_deployments)) => {
-                        if check
-                            .deployments
-                            .iter()
-                            .any(|d| other_deployments.contains(d))
-                        {
+                }
+                // A target's static labels may not take a name the check already uses.
+                for &ti in &check.targets {
+                    let t = &targets[ti];
+                    let own: std::collections::BTreeSet<&String> = check
+                        .labels
+                        .iter()
+                        .chain(check.static_labels.iter().map(|(n, _)| n))
+                        .collect();
+                    for name in own {
+                        if t.labels.iter().any(|(n, _)| n == name) {
                             self.problem(
-                                format!("{path}.values"),
+                                format!("{path}.labels"),
                                 Some(c.span().start),
                                 format!(
-                                    "metric \"{}\" is also produced by check \"{other}\" and a target could run both; give one of them a values name override (checks may share a metric only when their deployments differ)",
-                                    v.metric
+                                    "label \"{name}\" of check \"{}\" is also a static label of target \"{}\" (targets.{}.labels)",
+                                    check.name, t.name, t.name
                                 ),
                             );
                         }
                     }
                 }
+                checks.push(Arc::new(check));
             }
-            checks.push(Arc::new(check));
         }
         Config {
             exporter,

@@ -11,6 +11,21 @@ use crate::db::ErrorKind;
 use crate::sample::SampleError;
 use crate::snapshot::{RunResult, Slot, State};
 
+/// `target` and the static labels of the slot's target and check: the labels every series of
+/// the slot starts with (validation keeps the names distinct from each other and from the
+/// check's label columns).
+fn slot_labels<'a>(st: &'a State, s: &'a Slot) -> Vec<(&'a str, &'a str)> {
+    let mut out = vec![("target", &*s.target)];
+    out.extend(
+        st.targets[s.target_index]
+            .labels
+            .iter()
+            .chain(&s.check.static_labels)
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    out
+}
+
 /// Data families and the exporter's check/target families.
 pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     let mut out = Vec::new();
@@ -37,8 +52,7 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
                     let Some(value) = row.values[vi] else {
                         continue;
                     };
-                    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(row.labels.len() + 1);
-                    pairs.push(("target", &sl.target));
+                    let mut pairs = slot_labels(st, sl);
                     for (name, val) in check.labels.iter().zip(&row.labels) {
                         pairs.push((name, val));
                     }
@@ -57,10 +71,9 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     let per_slot = |name: &str, help: &str, only_measured: bool, value: &dyn Fn(&Slot) -> f64| {
         let mut f = family(name, help, MetricType::GAUGE);
         for s in applicable().filter(|s| s.status.ran || !only_measured) {
-            f.mut_metric().push(gauge(
-                &[("target", &s.target), ("check", &s.check.name)],
-                value(s),
-            ));
+            let mut pairs = slot_labels(st, s);
+            pairs.push(("check", &s.check.name));
+            f.mut_metric().push(gauge(&pairs, value(s)));
         }
         f
     };
@@ -127,22 +140,28 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
         MetricType::COUNTER,
     );
     for s in applicable() {
-        let base = [("target", &*s.target), ("check", s.check.name.as_str())];
+        let mut base = slot_labels(st, s);
+        base.push(("check", s.check.name.as_str()));
+        let with = |k: &'static str, v: &'static str| {
+            let mut p = base.clone();
+            p.push((k, v));
+            p
+        };
         for r in RunResult::ALL {
             runs.mut_metric().push(counter(
-                &[base[0], base[1], ("result", r.as_str())],
+                &with("result", r.as_str()),
                 s.counters.runs[r.index()] as f64,
             ));
         }
         for k in ErrorKind::ALL {
             errors.mut_metric().push(counter(
-                &[base[0], base[1], ("kind", k.as_str())],
+                &with("kind", k.as_str()),
                 s.counters.errors[k.index()] as f64,
             ));
         }
         for e in SampleError::ALL {
             sample_errors.mut_metric().push(counter(
-                &[base[0], base[1], ("reason", e.as_str())],
+                &with("reason", e.as_str()),
                 s.counters.sample_errors[e.index()] as f64,
             ));
         }
@@ -163,37 +182,39 @@ pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     // Nothing is said about a target before anything was measured on it.
     for t in &st.targets {
         let Some(is_up) = t.up else { continue };
+        let mut pairs = vec![("target", &*t.name)];
+        pairs.extend(t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         up.mut_metric()
-            .push(gauge(&[("target", &t.name)], if is_up { 1.0 } else { 0.0 }));
+            .push(gauge(&pairs, if is_up { 1.0 } else { 0.0 }));
     }
     out.push(up);
 
-    // What detection decided (or the configuration forced); absent until it is known.
+    // Every target, with its static labels (the key dashboards and the CloudWatch rules join
+    // on, needed most when a cluster was never reachable), and what detection decided — or the
+    // configuration forced — once it is known: before that the two labels are absent, not
+    // guessed.
     let mut target_info = family(
         "redshift_exporter_target_info",
-        "What the exporter decided about a target: its deployment, the system relation families its user can read (comma-separated; \"configured\" when the deployment was set rather than detected); the value is always 1.",
+        "A target's static labels and what the exporter decided about it: deployment, and the system relation families its user can read (comma-separated; \"configured\" when the deployment was set rather than detected), absent until detected; the value is always 1.",
         MetricType::GAUGE,
     );
     for t in &st.targets {
-        if let Some(c) = &t.capabilities {
-            let families = if c.forced {
+        let families = t.capabilities.as_ref().map(|c| {
+            if c.forced {
                 "configured".to_string()
             } else {
                 c.readable_families().join(",")
-            };
-            target_info.mut_metric().push(gauge(
-                &[
-                    ("target", &t.name),
-                    ("deployment", c.deployment.as_str()),
-                    ("families", &families),
-                ],
-                1.0,
-            ));
+            }
+        });
+        let mut pairs = vec![("target", &*t.name)];
+        if let (Some(c), Some(f)) = (&t.capabilities, &families) {
+            pairs.push(("deployment", c.deployment.as_str()));
+            pairs.push(("families", f.as_str()));
         }
+        pairs.extend(t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        target_info.mut_metric().push(gauge(&pairs, 1.0));
     }
-    if !target_info.get_metric().is_empty() {
-        out.push(target_info);
-    }
+    out.push(target_info);
 
     let mut info = family(
         "redshift_exporter_build_info",

@@ -38,7 +38,8 @@ pub type PoolStatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
 /// Renders `/metrics`.
 pub struct Exposition {
     store: Arc<Store>,
-    /// (target name, pool reader) for each target.
+    /// (the target's labels as exposition text — `target="x"` plus its static labels, from
+    /// [`target_labels_text`] — and its pool reader) for each target.
     pools: Vec<(String, PoolStatsFn)>,
     /// The snapshot-derived families, plain and compressed, and the generation they were
     /// rendered from.
@@ -137,12 +138,12 @@ impl Exposition {
         for (name, s) in &stats {
             let _ = writeln!(
                 out,
-                "redshift_exporter_pool_connections{{target=\"{name}\",state=\"idle\"}} {}",
+                "redshift_exporter_pool_connections{{{name},state=\"idle\"}} {}",
                 s.idle as f64
             );
             let _ = writeln!(
                 out,
-                "redshift_exporter_pool_connections{{target=\"{name}\",state=\"in_use\"}} {}",
+                "redshift_exporter_pool_connections{{{name},state=\"in_use\"}} {}",
                 s.in_use as f64
             );
         }
@@ -155,7 +156,7 @@ impl Exposition {
         for (name, s) in &stats {
             let _ = writeln!(
                 out,
-                "redshift_exporter_pool_max_connections{{target=\"{name}\"}} {}",
+                "redshift_exporter_pool_max_connections{{{name}}} {}",
                 s.max as f64
             );
         }
@@ -214,6 +215,16 @@ impl std::fmt::Display for Value {
             write!(f, "{v}")
         }
     }
+}
+
+/// A target's labels as exposition text, `target="x",env="prod"`: written once per
+/// configuration for the per-scrape pool gauges.
+pub fn target_labels_text(name: &str, labels: &[(String, String)]) -> String {
+    let mut out = format!("target=\"{}\"", escape(name, true));
+    for (k, v) in labels {
+        out.push_str(&format!(",{k}=\"{}\"", escape(v, true)));
+    }
+    out
 }
 
 /// `\` → `\\`, newline → `\n`, and with `quote` also `"` → `\"` (HELP text and label values).
@@ -369,7 +380,7 @@ mod tests {
             .unwrap(),
         ));
         let pools: Vec<(String, PoolStatsFn)> = vec![(
-            "main".to_string(),
+            target_labels_text("main", &[]),
             Box::new(|| PoolStats {
                 idle: 2,
                 in_use: 1,

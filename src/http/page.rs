@@ -455,6 +455,21 @@ fn target_card(h: &mut String, st: &State, t: &TargetState, slots: &[&Slot]) {
         }
         None => h.push_str("Deployment not detected yet"),
     }
+    if let Some(user) = crate::db::login::resolved_user(&t.name) {
+        h.push_str(" · database user (AWS) <b>");
+        push_esc(h, &user);
+        h.push_str("</b>");
+    }
+    if !t.labels.is_empty() {
+        h.push_str(" · labels");
+        for (k, v) in t.labels.iter() {
+            h.push_str(" <code>");
+            push_esc(h, k);
+            h.push('=');
+            push_esc(h, v);
+            h.push_str("</code>");
+        }
+    }
     h.push_str("</p>");
 
     // What needs attention, per slot (for the marks in the list of checks) and worst first.

@@ -415,18 +415,16 @@ struct Moto {
 
 #[cfg(feature = "s3")]
 impl Moto {
-    fn start() -> Option<Moto> {
+    /// Panics when moto is not installed: these tests must fail, not pass silently.
+    fn start() -> Moto {
         let mut m = Moto {
             child: None,
             port: pg::free_port(),
         };
-        match m.spawn() {
-            Ok(()) => Some(m),
-            Err(e) => {
-                eprintln!("SKIPPED: {e}; install it with pip install 'moto[server]'");
-                None
-            }
+        if let Err(e) = m.spawn() {
+            panic!("{e}; install it with pip install 'moto[server]' (.ci/run does)");
         }
+        m
     }
 
     fn spawn(&mut self) -> Result<(), String> {
@@ -548,9 +546,7 @@ fn marked(p: &Path) -> bool {
 #[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_upload_keys_outage_and_restart_lose_nothing() {
-    let Some(mut moto) = Moto::start() else {
-        return;
-    };
+    let mut moto = Moto::start();
     moto.create_bucket("rse-archive").await;
     let db = database().await;
     let work = WorkDir::new();
@@ -645,9 +641,7 @@ async fn s3_upload_keys_outage_and_restart_lose_nothing() {
 #[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_uploads_its_files_before_it_exits() {
-    let Some(moto) = Moto::start() else {
-        return;
-    };
+    let moto = Moto::start();
     moto.create_bucket("rse-once").await;
     let db = database().await;
     let work = WorkDir::new();

@@ -165,3 +165,62 @@ async fn demo_serves_every_deployment_and_cleans_up_on_ctrl_c() {
         "postgres processes left behind"
     );
 }
+
+/// A second Ctrl-C while the demo shuts down: it exits (code 1) and still leaves no
+/// PostgreSQL process or folder behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_second_signal_leaves_no_postgres_behind() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--web.listen-address", &listen])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let pid = child.id();
+    let addr = listen.parse().unwrap();
+    let deadline = Instant::now() + secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "demo not ready");
+        assert!(child.try_wait().unwrap().is_none(), "demo exited early");
+        if let Ok(r) = http_get(addr, "/-/ready").await {
+            if r.status == 200 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for _ in 0..2 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "demo did not exit after two signals"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let procs = String::from_utf8_lossy(&ps.stdout);
+    let left: Vec<&str> = procs
+        .lines()
+        .filter(|l| l.contains(&format!("redshift-exporter-pg-{pid}-")))
+        .collect();
+    assert!(left.is_empty(), "postgres processes left behind: {left:?}");
+    let folders: Vec<String> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("redshift-exporter-pg-{pid}-")))
+        .collect();
+    assert!(
+        folders.is_empty(),
+        "PostgreSQL folders left behind: {folders:?}"
+    );
+}

@@ -490,7 +490,9 @@ async fn a_distinctive_password_appears_nowhere() {
     .expect("valid");
     seen.push(("Debug of Config".into(), format!("{parsed:?} {parsed:#?}")));
     for t in &parsed.targets {
-        let redshift_exporter::config::Auth::Password(pw) = &t.auth;
+        let redshift_exporter::config::Auth::Password(pw) = &t.auth else {
+            panic!("{} logs in with a password", t.name)
+        };
         assert!(pw.is_some(), "{} has a password", t.name);
     }
 
@@ -589,4 +591,130 @@ async fn names_cannot_steer_a_path_outside_the_archive() {
     let text = std::fs::read_to_string(csvs[0]).unwrap();
     assert!(text.starts_with("../../up,/abs,v,k\n"), "{text}");
     assert!(!work.path().parent().unwrap().join("escaped").exists());
+}
+
+/// AWS-provided logins (feature `aws`): the AWS secret key, the session token, an IAM
+/// temporary password and a Secrets Manager password appear in no log line (at trace level),
+/// page, metric, CSV, `once` output or `Debug` of the configuration.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_keys_tokens_and_fetched_passwords_appear_nowhere() {
+    use crate::support::aws::{SECRET_KEY, SESSION_TOKEN, daemon_env, stand_in};
+    const TEMP_PW: &str = "Iam-Distinct-Temp-9931";
+    const SM_PW: &str = "Sm-Distinct-Pw-4417";
+    let aws = stand_in();
+    let secret_id = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hardening-XyZ";
+    aws.set(secret_id, |r| {
+        r.secret_string = serde_json::json!({"username": "sm_hard", "password": SM_PW}).to_string()
+    });
+    aws.set("c-hard", |r| {
+        r.db_user = "IAM:hard".into();
+        r.db_password = TEMP_PW.into();
+    });
+    let (cluster, pki) = crate::aws_login::tls_cluster().await;
+    TestDb::at("127.0.0.1", cluster.port(), "postgres", "postgres", None)
+        .execute(&format!(
+            "CREATE ROLE sm_hard LOGIN PASSWORD '{SM_PW}'; CREATE ROLE \"IAM:hard\" LOGIN PASSWORD '{TEMP_PW}'"
+        ))
+        .await;
+    let work = WorkDir::new();
+    let ca = pki.path("ca.crt").display().to_string();
+    let target = |name: &str, keys: &str, table: &str| {
+        format!(
+            "[targets.{name}]\nhost = \"localhost\"\nport = {}\ndatabase = \"postgres\"\nsslmode = \"verify-full\"\nca_file = \"{ca}\"\nconnect_timeout = \"5s\"\n{keys}\n{table}\n",
+            cluster.port()
+        )
+    };
+    let text = exporter_toml(&work.archive(), "")
+        + "\n"
+        + &target("sm", &format!("password_secret = \"{secret_id}\""), "")
+        + &target(
+            "iam",
+            "",
+            "[targets.iam.iam]\ncluster_identifier = \"c-hard\"\nregion = \"us-east-1\"",
+        )
+        + &check_toml(
+            "who",
+            "SELECT current_user AS usr, 1 AS v",
+            "labels = [\"usr\"]\nvalues = [\"v\"]",
+        );
+    let cfg = work.write("checks.toml", &text);
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let env = daemon_env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args: Vec<String> = [
+        "run",
+        "--config",
+        &cfg_s,
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+        "--log.level",
+        "trace",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut d = Daemon::spawn_raw(&args, &env_ref);
+    d.wait_listening(secs(15)).await;
+    let m = d
+        .wait_metrics("both AWS logins", secs(15), |m| {
+            m.get(SUCCESS, &[("target", "sm"), ("check", "who")]) == Some(1.0)
+                && m.get(SUCCESS, &[("target", "iam"), ("check", "who")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        m.get("itest_who_v", &[("target", "iam"), ("usr", "IAM:hard")]),
+        Some(1.0)
+    );
+    let mut seen = observable(&d).await;
+    let landing = d.get("/").await.body;
+    assert!(
+        landing.contains("IAM:hard"),
+        "the resolved user is shown:\n{landing}"
+    );
+    assert!(landing.contains("sm_hard"), "{landing}");
+    assert!(
+        !d.logs_with_message("database user resolved from AWS")
+            .is_empty(),
+        "the resolved user is logged:\n{}",
+        d.log_text()
+    );
+    d.sigterm();
+    assert_eq!(d.wait_exit(secs(15)).await.code(), Some(0));
+    seen.push(("daemon log after shutdown".into(), d.log_text()));
+    for f in walk(&work.archive()) {
+        seen.push((
+            f.display().to_string(),
+            std::fs::read_to_string(&f).unwrap_or_default(),
+        ));
+    }
+    let env_v: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    for args in [
+        vec!["once", "--config", &cfg_s, "--log.level", "trace"],
+        vec!["check-config", "--config", &cfg_s],
+    ] {
+        let out = run_cli(
+            args.iter().map(|s| s.to_string()).collect(),
+            env_v.clone(),
+            vec![],
+            secs(30),
+        )
+        .await;
+        seen.push((format!("{args:?}"), out.dump()));
+    }
+    let parsed = redshift_exporter::config::parse(&text, |_| None).expect("valid");
+    seen.push(("Debug of Config".into(), format!("{parsed:?} {parsed:#?}")));
+    for (source, text) in &seen {
+        for secret in [SECRET_KEY, SESSION_TOKEN, TEMP_PW, SM_PW] {
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into {source}:\n{text}"
+            );
+        }
+    }
+    drop(cluster);
 }

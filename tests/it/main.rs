@@ -5,12 +5,17 @@ mod support;
 
 mod archive;
 mod archive_lifecycle;
+#[cfg(feature = "aws")]
+mod aws_login;
+#[cfg(feature = "aws")]
+mod aws_moto;
 mod browser;
 mod cli;
 mod demo;
 mod detection;
 mod docs;
 mod endpoints;
+mod fleet;
 mod hardening_faults;
 mod hardening_reload;
 mod hardening_results;
@@ -23,5 +28,7 @@ mod prometheus;
 mod reload;
 mod resilience;
 mod scheduling;
+mod scheduling_model;
+mod sha256;
 mod streaming;
 mod tls;

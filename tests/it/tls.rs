@@ -9,12 +9,12 @@ use std::process::Command;
 
 use redshift_exporter::pgtemp::TempCluster;
 
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
@@ -33,7 +33,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA, a server certificate for localhost/127.0.0.1 signed by it, and an unrelated CA.
-fn make_pki() -> Pki {
+pub(crate) fn make_pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for ca in ["ca", "other-ca"] {

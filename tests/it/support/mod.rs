@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod daemon;
 pub mod pg;
 pub mod prom;
