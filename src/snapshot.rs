@@ -108,6 +108,10 @@ pub struct Slot {
     pub last_file: Option<PathBuf>,
     /// Set when the check does not apply to the target's deployment: the reason.
     pub not_applicable: Option<String>,
+    /// The generation of the last write that changed what the exposition shows of this slot
+    /// (status, samples, counters, applicability): the exposition re-renders only slots
+    /// changed since it last rendered.
+    pub changed: u64,
 }
 
 /// What is known about a target.
@@ -124,6 +128,8 @@ pub struct TargetState {
     /// Set when the target went down after detection: the next run detects again (a restored
     /// snapshot or a changed grant may answer differently), keeping the old answer meanwhile.
     pub redetect: bool,
+    /// The generation of the last write that changed this target (`up`, capabilities).
+    pub changed: u64,
 }
 
 /// Everything the readers see.
@@ -131,6 +137,9 @@ pub struct TargetState {
 pub struct State {
     pub slots: Vec<Slot>,
     pub targets: Vec<TargetState>,
+    /// The generation this state is at: inside a write, the one the write will publish
+    /// (what `changed` stamps are set to).
+    pub generation: u64,
 }
 
 /// A finished run, as recorded.
@@ -213,8 +222,10 @@ fn gate(s: &mut State, target: usize) {
     let Some(caps) = s.targets[target].capabilities.clone() else {
         return;
     };
+    let generation = s.generation;
     for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
         sl.not_applicable = capability::applicability(&sl.check, &caps);
+        sl.changed = generation;
     }
 }
 
@@ -236,6 +247,7 @@ impl Store {
                 capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
                 labels: t.labels.clone().into(),
                 redetect: false,
+                changed: 1,
             })
             .collect();
         let slots = slot_keys(config)
@@ -250,9 +262,14 @@ impl Store {
                 counters: Counters::default(),
                 last_file: None,
                 not_applicable: None,
+                changed: 1,
             })
             .collect();
-        let mut state = State { slots, targets };
+        let mut state = State {
+            slots,
+            targets,
+            generation: 1,
+        };
         // Forced deployments gate their slots from the start.
         for ti in 0..state.targets.len() {
             gate(&mut state, ti);
@@ -297,6 +314,9 @@ impl Store {
                     Carry::Fresh => {}
                 }
             }
+            let generation = new.generation;
+            new.slots.iter_mut().for_each(|s| s.changed = generation);
+            new.targets.iter_mut().for_each(|t| t.changed = generation);
         });
     }
 
@@ -328,8 +348,9 @@ impl Store {
 
     fn write(&self, f: impl FnOnce(&mut State)) {
         let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        guard.generation = self.generation.load(Ordering::Acquire) + 1;
         f(&mut guard);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.store(guard.generation, Ordering::Release);
     }
 
     /// Replaces the slot's status and samples with a finished run's.
@@ -339,7 +360,10 @@ impl Store {
         };
         store.write(|s| {
             let target_index = s.slots[slot].target_index;
+            s.targets[target_index].changed = s.generation;
+            let generation = s.generation;
             let sl = &mut s.slots[slot];
+            sl.changed = generation;
             let started = unix(run.started);
             sl.status.ran = true;
             sl.status.duration = run.duration;
@@ -391,7 +415,12 @@ impl Store {
         let Some((store, slot)) = self.forward(slot) else {
             return;
         };
-        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped.index()] += n);
+        store.write(|s| {
+            let generation = s.generation;
+            let sl = &mut s.slots[slot];
+            sl.counters.runs[RunResult::Skipped.index()] += n;
+            sl.changed = generation;
+        });
     }
 
     /// An archive write finished.
@@ -400,7 +429,9 @@ impl Store {
             return;
         };
         store.write(|s| {
+            let generation = s.generation;
             let sl = &mut s.slots[slot];
+            sl.changed = generation;
             match result {
                 Ok(p) => {
                     sl.counters.archive_files += 1;
@@ -416,6 +447,7 @@ impl Store {
         self.write(|s| {
             s.targets[target].capabilities = Some(caps);
             s.targets[target].redetect = false;
+            s.targets[target].changed = s.generation;
             gate(s, target);
         });
     }
