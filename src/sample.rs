@@ -11,6 +11,7 @@
 //! - at most `max_series` series (rows × value columns) are kept; the rest are counted.
 
 use crate::config::CheckConfig;
+use crate::rows::Row;
 
 /// A query result in text form, as the archive and the sampler both need it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,14 +162,9 @@ impl<'c> Sampler<'c> {
     }
 
     /// One result row (nullable text values in result column order).
-    pub fn push(&mut self, row: &[Option<String>]) {
+    pub fn push<R: Row + ?Sized>(&mut self, row: &R) {
         use std::hash::{BuildHasher, Hash, Hasher};
-        let label = |i: usize| {
-            row.get(i)
-                .and_then(|v| v.as_deref())
-                .map(|s| s.trim_end_matches(' '))
-                .unwrap_or("")
-        };
+        let label = |i: usize| row.field(i).map(|s| s.trim_end_matches(' ')).unwrap_or("");
         let mut h = self.hasher.build_hasher();
         for &i in &self.label_ix {
             label(i).hash(&mut h);
@@ -201,7 +197,7 @@ impl<'c> Sampler<'c> {
         let values: Vec<Option<f64>> = self
             .value_ix
             .iter()
-            .map(|&i| match row.get(i).and_then(|v| v.as_deref()) {
+            .map(|&i| match row.field(i) {
                 None => {
                     errors[SampleError::Null.index()] += 1;
                     None
