@@ -23,9 +23,12 @@ use super::families::{self, Content, FamilyLayout, SlotView, TargetView};
 use super::gzip::{Fragment, Gzipped};
 use crate::snapshot::Store;
 
-/// Entries per group: small enough that a changed slot re-copies and recompresses little,
-/// large enough that a scrape is a few thousand chunks, not tens of thousands.
-const GROUP: usize = 32;
+/// Lines per group (about 8 kB): small enough that a changed slot re-copies, recompresses
+/// and (while older scrapes still send the old text) keeps little, large enough that a scrape
+/// is about a thousand chunks for the fleet, not tens of thousands.
+const GROUP_LINES: usize = 64;
+/// Entries per group of a data family (whose lines per entry depend on the results).
+const DATA_GROUP: usize = 16;
 
 /// A render whose scratch text was this large hands freed memory back to the system.
 const TRIM_AFTER: usize = 4 << 20;
@@ -217,33 +220,46 @@ impl Layout {
         let families = families::layout(slots)
             .into_iter()
             .enumerate()
-            .map(|(fi, FamilyLayout { header, content })| {
-                let groups = match &content {
-                    Content::Slots(entries) => entries
-                        .chunks(GROUP)
-                        .enumerate()
-                        .map(|(gi, chunk)| {
-                            for (pos, &(slot, part)) in chunk.iter().enumerate() {
-                                parts[slot as usize][part as usize] =
-                                    (fi as u32, gi as u32, pos as u32);
-                            }
-                            Group::empty(chunk.len())
-                        })
-                        .collect(),
-                    Content::TargetUp | Content::TargetInfo => vec![Group::empty(1)],
-                    Content::Fixed(text) => {
-                        let mut g = Group::empty(1);
-                        g.set(text.clone().into_bytes());
-                        vec![g]
+            .map(
+                |(
+                    fi,
+                    FamilyLayout {
+                        header,
+                        content,
+                        lines_per_entry,
+                    },
+                )| {
+                    let group = match lines_per_entry {
+                        0 => DATA_GROUP,
+                        n => (GROUP_LINES / n).max(4),
+                    };
+                    let groups = match &content {
+                        Content::Slots(entries) => entries
+                            .chunks(group)
+                            .enumerate()
+                            .map(|(gi, chunk)| {
+                                for (pos, &(slot, part)) in chunk.iter().enumerate() {
+                                    parts[slot as usize][part as usize] =
+                                        (fi as u32, gi as u32, pos as u32);
+                                }
+                                Group::empty(chunk.len())
+                            })
+                            .collect(),
+                        Content::TargetUp | Content::TargetInfo => vec![Group::empty(1)],
+                        Content::Fixed(text) => {
+                            let mut g = Group::empty(1);
+                            g.set(text.clone().into_bytes());
+                            vec![g]
+                        }
+                    };
+                    Family {
+                        header_gz: Fragment::new(header.as_bytes()),
+                        header: Bytes::from(header),
+                        content,
+                        groups,
                     }
-                };
-                Family {
-                    header_gz: Fragment::new(header.as_bytes()),
-                    header: Bytes::from(header),
-                    content,
-                    groups,
-                }
-            })
+                },
+            )
             .collect();
         Layout {
             families,
@@ -325,7 +341,7 @@ mod tests {
 
     fn gunzip(c: &Cache, store: &Store) -> String {
         let g = c.gzip(store);
-        let gz = [g.prefix.clone(), g.finish_tail(b"")].concat();
+        let gz = [g.prefix.concat(), g.finish_tail(b"").to_vec()].concat();
         let mut out = String::new();
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_string(&mut out)

@@ -161,6 +161,8 @@ pub(super) struct FamilyLayout {
     /// `# HELP` and `# TYPE` lines.
     pub(super) header: String,
     pub(super) content: Content,
+    /// Lines each entry holds once its slot ran; 0 when it depends on the results (data).
+    pub(super) lines_per_entry: usize,
 }
 
 /// What a family holds.
@@ -201,6 +203,7 @@ pub(super) fn layout(slots: &[&SlotView]) -> Vec<FamilyLayout> {
                 out.push(FamilyLayout {
                     header: header_text(&v.metric, &v.help, "gauge"),
                     content: Content::Slots(Vec::new()),
+                    lines_per_entry: 0,
                 });
                 out.len() - 1
             });
@@ -223,21 +226,26 @@ pub(super) fn layout(slots: &[&SlotView]) -> Vec<FamilyLayout> {
         out.push(FamilyLayout {
             header: header_text(name, help, "gauge"),
             content: all(k),
+            lines_per_entry: 1,
         });
     }
+    let counter_lines = [RunResult::COUNT, ErrorKind::COUNT, SampleError::COUNT, 1, 1];
     for (k, (name, help)) in SLOT_COUNTERS.iter().enumerate() {
         out.push(FamilyLayout {
             header: header_text(name, help, "counter"),
             content: all(SLOT_GAUGES.len() + k),
+            lines_per_entry: counter_lines[k],
         });
     }
     out.push(FamilyLayout {
         header: header_text(TARGET_UP.0, TARGET_UP.1, "gauge"),
         content: Content::TargetUp,
+        lines_per_entry: 0,
     });
     out.push(FamilyLayout {
         header: header_text(TARGET_INFO.0, TARGET_INFO.1, "gauge"),
         content: Content::TargetInfo,
+        lines_per_entry: 0,
     });
     out.push(FamilyLayout {
         header: header_text(BUILD_INFO.0, BUILD_INFO.1, "gauge"),
@@ -246,6 +254,7 @@ pub(super) fn layout(slots: &[&SlotView]) -> Vec<FamilyLayout> {
             BUILD_INFO.0,
             escape(env!("CARGO_PKG_VERSION"), true)
         )),
+        lines_per_entry: 0,
     });
     out
 }

@@ -14,7 +14,9 @@ use bytes::BytesMut;
 /// its own input) with the final-block flag, then the trailer: one valid gzip member, so every
 /// client can read it, for the cost of compressing a few kilobytes per scrape.
 pub(super) struct Gzipped {
-    pub(super) prefix: Bytes,
+    /// The gzip header and the deflate blocks, as chunks sent one after the other (shared
+    /// with other scrapes and other generations: a changed group replaces only its chunk).
+    pub(super) prefix: Vec<Bytes>,
     crc: crc32fast::Hasher,
     len: usize,
 }
@@ -29,7 +31,7 @@ impl Gzipped {
         let mut crc = crc32fast::Hasher::new();
         crc.update(plain);
         Gzipped {
-            prefix: Bytes::from(out),
+            prefix: vec![Bytes::from(out)],
             crc,
             len: plain.len(),
         }
@@ -37,17 +39,16 @@ impl Gzipped {
 
     /// A gzip member's start made of independently compressed fragments, in order.
     pub(super) fn from_fragments(frags: &[&Fragment]) -> Self {
-        let size: usize = frags.iter().map(|f| f.data.len()).sum();
-        let mut out = Vec::with_capacity(size + 10);
-        out.extend_from_slice(&GZIP_HEADER);
+        let mut prefix = Vec::with_capacity(frags.len() + 1);
+        prefix.push(Bytes::from_static(&GZIP_HEADER));
         let (mut crc, mut len) = (0u32, 0u64);
         for f in frags {
-            out.extend_from_slice(&f.data);
+            prefix.push(f.data.clone());
             crc = multmodp(f.shift, crc) ^ f.crc;
             len += f.len;
         }
         Gzipped {
-            prefix: Bytes::from(out),
+            prefix,
             crc: crc32fast::Hasher::new_with_initial_len(crc, len),
             len: len as usize,
         }
@@ -55,7 +56,7 @@ impl Gzipped {
 
     #[cfg(test)]
     fn finish(&self, tail: &[u8]) -> Bytes {
-        let mut out = BytesMut::from(&self.prefix[..]);
+        let mut out = BytesMut::from(&self.prefix.concat()[..]);
         out.extend_from_slice(&self.finish_tail(tail));
         out.freeze()
     }
@@ -246,9 +247,9 @@ mod tests {
             assert!(out == format!("{big}{tail}"));
         }
         assert!(
-            g.prefix.len() < big.len() / 4,
+            g.prefix[0].len() < big.len() / 4,
             "compresses: {} of {}",
-            g.prefix.len(),
+            g.prefix[0].len(),
             big.len()
         );
     }

@@ -103,19 +103,18 @@ impl Exposition {
     /// group and cached; only the small per-scrape part is compressed per scrape and appended
     /// to the same deflate stream (see [`Gzipped`](gzip::Gzipped)).
     pub fn render_gzip(&self) -> Bytes {
-        let [prefix, tail] = self.render_gzip_parts();
-        let mut out = BytesMut::with_capacity(prefix.len() + tail.len());
-        out.extend_from_slice(&prefix);
-        out.extend_from_slice(&tail);
-        out.freeze()
+        self.render_gzip_parts().concat().into()
     }
 
-    /// [`Exposition::render_gzip`] as two parts: the cached compressed prefix (shared, not
+    /// [`Exposition::render_gzip`] as chunks: the cached compressed groups (shared, not
     /// copied) and the per-scrape deflate blocks plus the gzip trailer.
-    pub fn render_gzip_parts(&self) -> [Bytes; 2] {
+    pub fn render_gzip_parts(&self) -> Vec<Bytes> {
         let cached = self.cache.gzip(&self.store);
         let dynamic = self.dynamic_part();
-        [cached.prefix.clone(), cached.finish_tail(&dynamic)]
+        let mut out = Vec::with_capacity(cached.prefix.len() + 1);
+        out.extend(cached.prefix.iter().cloned());
+        out.push(cached.finish_tail(&dynamic));
+        out
     }
 
     /// What changes on every scrape: pool gauges, reload status, `process_*`. Written by
