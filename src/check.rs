@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_postgres::SimpleQueryMessage;
@@ -161,10 +161,20 @@ async fn stream(
     let mut batch: Option<Rows> = None;
     loop {
         // A consumer that stopped (a column mismatch) is noticed at once, not at the next
-        // row, which a slow statement may only produce at its deadline.
-        let message = tokio::select! {
-            m = stream.next() => m,
-            _ = out.closed() => return Ok(Streamed::Stopped(rows)),
+        // row, which a slow statement may only produce at its deadline. While rows are
+        // already buffered (most of a large result) the stream is read without a select,
+        // whose `closed()` registers a waiter on the channel every time.
+        let message = match stream.next().now_or_never() {
+            Some(m) => {
+                if out.is_closed() {
+                    return Ok(Streamed::Stopped(rows));
+                }
+                m
+            }
+            None => tokio::select! {
+                m = stream.next() => m,
+                _ = out.closed() => return Ok(Streamed::Stopped(rows)),
+            },
         };
         let Some(message) = message else { break };
         let message = match message.map_err(|e| db::classify_query_error(&e))? {
