@@ -4,6 +4,7 @@
 #
 #   bash bench/run.sh            # full run (about 4 minutes after the release build)
 #   bash bench/run.sh recovery   # only the recovery scenario (about 30 s)
+#   bash bench/run.sh fleet      # only the fleet scenario (FLEET_N targets x the shipped pack, about 1.5 min)
 #   bash bench/run.sh --smoke    # every scenario for a second or two: keeps the script working;
 #                                # the figures mean nothing and nothing ever fails on a timing
 #
@@ -19,8 +20,9 @@ SMOKE=0
 ONLY=
 [[ ${1:-} == --smoke ]] && SMOKE=1
 [[ ${1:-} == recovery ]] && ONLY=recovery
+[[ ${1:-} == fleet ]] && ONLY=fleet
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if ((SMOKE)); then WRK_S=1; IDLE_S=1; CPU_S=3; ROWS=20000; else WRK_S=10; IDLE_S=12; CPU_S=10; ROWS=1000000; fi
+if ((SMOKE)); then WRK_S=1; IDLE_S=1; CPU_S=3; ROWS=20000; FLEET_N=${FLEET_N:-5}; else WRK_S=10; IDLE_S=12; CPU_S=10; ROWS=1000000; FLEET_N=${FLEET_N:-100}; fi
 
 for tool in wrk nginx curl psql; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (Debian: apt-get install wrk nginx curl postgresql-client)" >&2; exit 2; }
@@ -130,6 +132,26 @@ table() {
     printf '%s\n' "${rows_out[@]}"
 }
 
+# --- nginx: the baseline of the scrape scenarios (serves $work/www) ------------------------------------------
+mkdir -p "$work/www"
+ngport=$(free_port)
+cat >"$work/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; tcp_nopush on; tcp_nodelay on;
+  client_body_temp_path $work/ncb; proxy_temp_path $work/npt; fastcgi_temp_path $work/nft; uwsgi_temp_path $work/nut; scgi_temp_path $work/nst;
+  types { text/plain metrics; }
+  server { listen 127.0.0.1:$ngport; root $work/www; gzip on; gzip_types text/plain; gzip_min_length 0; gzip_vary on; }
+}
+EOF
+nginx -c "$work/nginx.conf" &
+pids+=("$!")
+sleep 0.3
+
 # --- 0. recovery: PostgreSQL down, then back ----------------------------------------------------------
 # A 5 s and a 5 min check start while PostgreSQL is stopped (both fail), it stays down DOWN_S
 # seconds, then comes back (pg_ctl -w: accepting connections). Measured: from then until each
@@ -161,8 +183,108 @@ recovery() {
     row "recovery after ${down_s} s down: 5 s check" "${r5s} s" "interval 5 s" "$(calc "round($r5s/5, 3)")" "from PostgreSQL accepting connections to success"
     row "recovery after ${down_s} s down: 5 min check" "${r5m} s" "interval 300 s" "$(calc "round($r5m/300, 4)")" "target <= 5 s"
 }
-recovery
+[[ $ONLY == fleet ]] || recovery
 if [[ $ONLY == recovery ]]; then table; exit 0; fi
+
+# --- 6. fleet: N targets x the shipped pack ----------------------------------------------------------------------
+# FLEET_N targets (default 100), each the provisioned emulation as the `rs_monitor` role, every check of the
+# shipped pack on each (archive off: the exposition is under test, not the disk). Two configurations: intervals of
+# 1 h (after the first runs nothing changes: every scrape is a cached one) and intervals of 20-36 s, a different
+# one per check (about 3,300 runs every 28 s: something changes every few ms, so nearly every scrape comes right
+# after a change). Baseline: nginx serving the same bytes (saved from the first configuration) in the same run.
+fleet_config() { # fleet_config FILE MODE(cached|busy)
+    python3 - "$here/checks.toml" "$1" "$2" "$FLEET_N" "$pgport" <<'PY'
+import re, sys
+pack, out, mode, n, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+lines, skip, ci = [], False, -1
+for line in open(pack).read().splitlines():
+    if line.startswith('[targets.main]'):
+        skip = True
+        continue
+    if skip and line.startswith('['):
+        skip = False
+    if skip:
+        continue
+    if line.startswith('[[checks]]'):
+        ci += 1
+    if re.match(r'^targets = ', line):
+        continue
+    if re.match(r'^(interval|schedule) = ', line):
+        line = 'interval = "1h"' if mode == 'cached' else f'interval = "{20 + ci % 17}s"'
+    if re.match(r'^archive = ', line):
+        line = 'archive = false'
+    lines.append(line)
+for t in range(n):
+    lines += [f'[targets.c{t:03}]', 'host = "127.0.0.1"', f'port = {port}', 'database = "redshift_provisioned"',
+              'user = "rs_monitor"', 'password = "rs_monitor"', 'sslmode = "disable"', 'pool_size = 2']
+open(out, 'w').write('\n'.join(lines) + '\n')
+PY
+}
+wait_ready() { # wait_ready TIMEOUT_S: polls /-/ready every 10 ms; prints seconds since $t_start
+    local deadline=$(($(date +%s) + $1))
+    until curl -sf "http://$eaddr/-/ready" >/dev/null; do
+        (($(date +%s) < deadline)) || { echo "bench: not ready within $1 s" >&2; exit 1; }
+        sleep 0.01
+    done
+    calc "round($(now) - $t_start, 2)"
+}
+wrk_lat() { # wrk_lat URL [header] -> "p50_ms p99_ms" with one client
+    wrk -t1 -c1 -d"${WRK_S}s" --latency ${2:+-H "$2"} "$1" | awk '
+        function ms(v) { if (v ~ /us$/) {sub(/us/,"",v); return v/1000} if (v ~ /ms$/) {sub(/ms/,"",v); return v+0} sub(/s$/,"",v); return v*1000 }
+        $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} END {print p50, p99}'
+}
+runs_total() { metrics | awk '/^redshift_exporter_check_runs_total\{/ && /result="(success|error)"/ {s += $2} END {print s+0}'; }
+mb() { echo "$(($1 / 1024)).$(($1 % 1024 * 10 / 1024))"; }
+fleet() {
+    fleet_config "$work/fleet-cached.toml" cached
+    fleet_config "$work/fleet-busy.toml" busy
+    # A: nothing changes after the first runs.
+    exporter "$work/fleet-cached.toml"
+    local ready_a; ready_a=$(wait_ready 120)
+    sleep 2
+    local pre_a; pre_a=$(status_kb "$epid" VmRSS)
+    metrics >"$work/www/fleet.metrics"
+    local fbytes fseries; fbytes=$(stat -c %s "$work/www/fleet.metrics")
+    fseries=$(grep -vc '^#' "$work/www/fleet.metrics" || true)
+    local idle_a; idle_a=$(status_kb "$epid" VmRSS)
+    read -r lc50 lc99 <<<"$(wrk_lat "http://$eaddr/metrics")"
+    read -r ln50 ln99 <<<"$(wrk_lat "http://127.0.0.1:$ngport/fleet.metrics")"
+    stop_exporter
+    # B: checks completing continuously.
+    exporter "$work/fleet-busy.toml"
+    local ready_b; ready_b=$(wait_ready 120)
+    sleep "$IDLE_S"
+    local hz; hz=$(getconf CLK_TCK)
+    local c0 r0 c1 r1
+    c0=$(cpu_ticks "$epid"); r0=$(runs_total)
+    sleep "$CPU_S"
+    c1=$(cpu_ticks "$epid"); r1=$(runs_total)
+    local idle_b; idle_b=$(status_kb "$epid" VmRSS)
+    local cpu_idle runs_s
+    cpu_idle=$(calc "round(($c1 - $c0) / $hz / $CPU_S * 1000)")
+    runs_s=$(calc "round(($r1 - $r0) / $CPU_S)")
+    read -r lb50 lb99 <<<"$(wrk_lat "http://$eaddr/metrics")"
+    echo 5 >"/proc/$epid/clear_refs" 2>/dev/null || true
+    c0=$(cpu_ticks "$epid"); local t0; t0=$(now)
+    read -r fx_rps fx_p99 <<<"$(wrk_run "http://$eaddr/metrics")"
+    read -r fxz_rps fxz_p99 <<<"$(wrk_run "http://$eaddr/metrics" "Accept-Encoding: gzip")"
+    c1=$(cpu_ticks "$epid"); local t1; t1=$(now)
+    local hwm_b rss_b; hwm_b=$(status_kb "$epid" VmHWM); rss_b=$(status_kb "$epid" VmRSS)
+    local cpu_load; cpu_load=$(calc "round(($c1 - $c0) / $hz / ($t1 - $t0) * 1000)")
+    stop_exporter
+    read -r fn_rps fn_p99 <<<"$(wrk_run "http://127.0.0.1:$ngport/fleet.metrics")"
+    read -r fnz_rps fnz_p99 <<<"$(wrk_run "http://127.0.0.1:$ngport/fleet.metrics" "Accept-Encoding: gzip")"
+    row "fleet $FLEET_N targets x pack: ready" "${ready_b} s" "" "" "target <= 2 s (1 h intervals: ${ready_a} s); $fseries series, $fbytes B"
+    row "  RSS idle (no scrapes)" "$(mb "$idle_b") MB" "" "" "checks running; nothing changing: $(mb "$idle_a") MB ($(mb "$pre_a") MB before the first scrape)"
+    row "  scrape p50 / p99, cached (1 client)" "$lc50 / $lc99 ms" "nginx $ln50 / $ln99" "$(calc "round($lc99/$ln99, 2)")" "ratio of p99"
+    row "  scrape p50 / p99, changing (1 client)" "$lb50 / $lb99 ms" "nginx $ln50 / $ln99" "$(calc "round($lb99/$ln99, 2)")" "target p99 <= 25 ms; $runs_s runs/s meanwhile"
+    row "  plain req/s (changing, 16 clients)" "$fx_rps" "nginx $fn_rps" "$(calc "round($fx_rps/$fn_rps, 2)")" "target >= 0.5; p99 $fx_p99 ms (nginx $fn_p99)"
+    row "  gzip req/s (changing, 16 clients)" "$fxz_rps" "nginx $fnz_rps" "$(calc "round($fxz_rps/$fnz_rps, 2)")" "p99 $fxz_p99 ms (nginx $fnz_p99)"
+    row "  RSS peak / after plain+gzip load" "$(mb "$hwm_b") / $(mb "$rss_b") MB" "" "" "target <= 48 MB"
+    row "  CPU ms/s: checks only / under load" "$cpu_idle / $cpu_load" "$runs_s runs/s" "" "utime+stime of the exporter"
+}
+fleet
+if [[ $ONLY == fleet ]]; then table; exit 0; fi
 
 # --- 1. collection: 20 x pg_sleep(0.5) -------------------------------------------------------------
 collection() { # collection POOL: sets $span $slow $all (not in a subshell: it starts the daemon)
@@ -199,26 +321,8 @@ series_config() { # series_config FILE N
 series_config "$work/s10k.toml" 10000
 exporter "$work/s10k.toml"
 wait_for '/^bench_series_v\{/ {n++} END {if (n == 10000) print "yes"}'
-mkdir -p "$work/www"
 metrics >"$work/www/metrics"
 bytes=$(stat -c %s "$work/www/metrics")
-ngport=$(free_port)
-cat >"$work/nginx.conf" <<EOF
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-daemon off;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; tcp_nopush on; tcp_nodelay on;
-  client_body_temp_path $work/ncb; proxy_temp_path $work/npt; fastcgi_temp_path $work/nft; uwsgi_temp_path $work/nut; scgi_temp_path $work/nst;
-  types { text/plain metrics; }
-  server { listen 127.0.0.1:$ngport; root $work/www; gzip on; gzip_types text/plain; gzip_min_length 0; gzip_vary on; }
-}
-EOF
-nginx -c "$work/nginx.conf" &
-pids+=("$!")
-sleep 0.3
 idle_scrape_kb=$(status_kb "$epid" VmRSS)
 echo 5 >"/proc/$epid/clear_refs" 2>/dev/null || true   # reset VmHWM: the peak under load only
 read -r ng_rps ng_p99 <<<"$(wrk_run "http://127.0.0.1:$ngport/metrics")"

@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the hot paths: row → sample mapping (`sample::map`, the streaming
 //! `Sampler`), `/metrics` rendering (snapshot re-render after a change; cached plain and
-//! gzip scrapes, which only render the per-scrape lines) and the HTML pages (landing page and
-//! a check page for 100 targets × the shipped pack).
+//! gzip scrapes, which only render the per-scrape lines; and the fleet: 3,300 slots, one of
+//! them changed, re-rendered incrementally) and the HTML pages (landing page and a check page
+//! for 100 targets × the shipped pack).
 //!
 //! `cargo bench --bench hot_paths` for figures; `cargo bench --bench hot_paths -- --quick`
 //! (or `--test`, which runs each once) as a smoke run. Nothing here asserts a timing.
@@ -216,9 +217,108 @@ fn pages(c: &mut Criterion) {
     drop(cfg);
 }
 
+/// 100 targets × 33 checks (3,300 slots), each slot 12 rows × 2 value columns: ~80k series,
+/// the fleet of the "Performance at fleet scale" issue.
+fn fleet_store() -> (Config, Arc<Store>, sample::Samples) {
+    let mut text = String::new();
+    for t in 0..100 {
+        text.push_str(&format!(
+            "[targets.cluster{t:03}]\nhost = \"h\"\nuser = \"u\"\nlabels = {{ env = \"prod\", cluster_identifier = \"sales-{t:03}\" }}\n"
+        ));
+    }
+    for c in 0..33 {
+        text.push_str(&format!(
+            "[[checks]]\nname = \"check_{c}\"\nquery = \"SELECT 1\"\nlabels = [\"k\", \"db\"]\nvalues = [\"v\", \"w\"]\n"
+        ));
+    }
+    let cfg = config::parse(&text, |_| None).expect("fleet config parses");
+    let store = Arc::new(Store::new(&cfg));
+    let rs = ResultSet {
+        columns: vec!["k".into(), "db".into(), "v".into(), "w".into()],
+        rows: (0..12)
+            .map(|i| {
+                vec![
+                    Some(format!("queue_{i}")),
+                    Some("dev".into()),
+                    Some(format!("{}.25", i * 7)),
+                    Some(format!("{}", i * 1000)),
+                ]
+            })
+            .collect(),
+    };
+    let samples = sample::map(&cfg.checks[0], &rs).unwrap();
+    let slots = store.read().slots.len();
+    for slot in 0..slots {
+        store.record_run(
+            slot,
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(3),
+                outcome: Ok((12, samples.clone())),
+            },
+        );
+    }
+    (cfg, store, samples)
+}
+
+/// The fleet: a scrape right after one slot of 3,300 changed costs that slot, not the fleet.
+fn fleet_rendering(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fleet");
+    let (cfg, store, samples) = fleet_store();
+    let exposition = Exposition::new(store.clone(), Vec::new(), Arc::new(ReloadStatus::default()));
+    let bytes = exposition.render().len() as u64;
+    eprintln!(
+        "fleet: {bytes} B plain in {} chunks, {} B gzip",
+        exposition.render_parts().len(),
+        exposition.render_gzip().len()
+    );
+    g.throughput(Throughput::Bytes(bytes));
+    let mut slot = 0usize;
+    let mut one_run = |store: &Store| {
+        slot = (slot + 97) % 3300;
+        store.record_run(
+            slot,
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(4),
+                outcome: Ok((12, samples.clone())),
+            },
+        );
+    };
+    g.bench_function("changed_one_of_3300_plain", |b| {
+        b.iter(|| {
+            one_run(&store);
+            black_box(exposition.render_parts())
+        })
+    });
+    g.bench_function("changed_one_of_3300_gzip", |b| {
+        b.iter(|| {
+            one_run(&store);
+            black_box(exposition.render_gzip_parts())
+        })
+    });
+    g.bench_function("cached_plain", |b| {
+        b.iter(|| black_box(exposition.render_parts()))
+    });
+    g.bench_function("cached_gzip", |b| {
+        b.iter(|| black_box(exposition.render_gzip_parts()))
+    });
+    // Everything changed (the first render of a new configuration): all 3,300 slots.
+    g.sample_size(10);
+    g.bench_function("full_plain_and_gzip", |b| {
+        b.iter(|| {
+            let e = Exposition::new(store.clone(), Vec::new(), Arc::new(ReloadStatus::default()));
+            black_box(e.render_parts());
+            black_box(e.render_gzip_parts())
+        })
+    });
+    g.finish();
+    drop(cfg);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(20);
-    targets = mapping, rendering, pages
+    targets = mapping, rendering, fleet_rendering, pages
 }
 criterion_main!(benches);

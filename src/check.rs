@@ -7,15 +7,16 @@
 //! cancel) it sends a PostgreSQL CancelRequest so the server stops working, and takes the
 //! session out of the pool so a late result can never leak into the next run.
 //!
-//! Rows are never collected here: each one is sent down a bounded channel as it arrives, and
-//! the channel's backpressure reaches the server (tokio-postgres stops reading the socket
+//! Rows are never collected here: they are sent down a bounded channel in small batches
+//! ([`Rows`]: one text buffer and field offsets per batch, no allocation per field) as they
+//! arrive, and the channel's backpressure reaches the server (tokio-postgres stops reading the socket
 //! while the consumer is busy), so a million-row result costs no more memory than a few rows.
 //!
 //! Knows tokio-postgres (with `db`); knows nothing about metrics, snapshots or CSV.
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_postgres::SimpleQueryMessage;
@@ -23,14 +24,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::CheckConfig;
 use crate::db::{self, CheckError, ErrorKind, Target};
+use crate::rows::Rows;
 
-/// What a run streams to its consumer: the column names once, then the rows.
+/// What a run streams to its consumer: the column names once, then the rows in batches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Column names in result order; sent once, before any row.
     Columns(Vec<String>),
-    /// One row of nullable text values, one per column.
-    Row(Vec<Option<String>>),
+    /// Consecutive rows of nullable text values, one per column, in one buffer.
+    Rows(Rows),
+}
+
+/// A batch is sent when it holds this many rows…
+const BATCH_ROWS: usize = 256;
+/// …or this much text, whichever comes first (and at the end of the result).
+const BATCH_BYTES: usize = 64 * 1024;
+
+const REPLACEMENT: &str = "\u{FFFD}";
+
+fn batch_take(batch: &mut Option<Rows>) -> Rows {
+    batch.take().expect("a batch was being filled")
 }
 
 /// Margin between the client deadline and the server's `statement_timeout`: the client
@@ -145,12 +158,23 @@ async fn stream(
     let mut stream = Box::pin(stream);
     let mut rows = 0u64;
     let mut descriptions = 0;
+    let mut batch: Option<Rows> = None;
     loop {
         // A consumer that stopped (a column mismatch) is noticed at once, not at the next
-        // row, which a slow statement may only produce at its deadline.
-        let message = tokio::select! {
-            m = stream.next() => m,
-            _ = out.closed() => return Ok(Streamed::Stopped(rows)),
+        // row, which a slow statement may only produce at its deadline. While rows are
+        // already buffered (most of a large result) the stream is read without a select,
+        // whose `closed()` registers a waiter on the channel every time.
+        let message = match stream.next().now_or_never() {
+            Some(m) => {
+                if out.is_closed() {
+                    return Ok(Streamed::Stopped(rows));
+                }
+                m
+            }
+            None => tokio::select! {
+                m = stream.next() => m,
+                _ = out.closed() => return Ok(Streamed::Stopped(rows)),
+            },
         };
         let Some(message) = message else { break };
         let message = match message.map_err(|e| db::classify_query_error(&e))? {
@@ -166,22 +190,33 @@ async fn stream(
             }
             SimpleQueryMessage::Row(row) => {
                 rows += 1;
+                let filling = batch.get_or_insert_with(|| {
+                    Rows::with_capacity(row.len(), BATCH_ROWS, BATCH_BYTES + BATCH_BYTES / 4)
+                });
                 // `get` panics on text that is not UTF-8 (a SQL_ASCII database passes raw
                 // bytes through); such a value becomes U+FFFD, which maps as "not a number".
-                Message::Row(
-                    (0..row.len())
-                        .map(|i| match row.try_get(i) {
-                            Ok(v) => v.map(str::to_string),
-                            Err(_) => Some(char::REPLACEMENT_CHARACTER.to_string()),
-                        })
-                        .collect(),
-                )
+                for i in 0..row.len() {
+                    let v = row.try_get(i).unwrap_or(Some(REPLACEMENT));
+                    if !filling.has_room(v.map_or(0, str::len)) {
+                        return Err(CheckError::new(ErrorKind::Query, "a row of 2 GiB or more"));
+                    }
+                    filling.push_field(v);
+                }
+                if filling.len() < BATCH_ROWS && filling.text_len() < BATCH_BYTES {
+                    continue;
+                }
+                Message::Rows(batch_take(&mut batch))
             }
             _ => continue,
         };
         if out.send(message).await.is_err() {
             // The consumer stopped (e.g. the columns do not match the check); dropping the
             // stream discards the rest of the result, and the caller cancels the statement.
+            return Ok(Streamed::Stopped(rows));
+        }
+    }
+    if let Some(b) = batch.take() {
+        if out.send(Message::Rows(b)).await.is_err() {
             return Ok(Streamed::Stopped(rows));
         }
     }

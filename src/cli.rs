@@ -172,6 +172,16 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Hands memory freed at the top of the heap (and whole free pages inside it) back to the
+/// system: after a large transient buffer, e.g. the first full render of a big snapshot.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn run(a: RunArgs) -> ExitCode {
     let o = a.options;
     logging::init(o.log.log_level, o.log.log_format);

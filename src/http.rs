@@ -215,7 +215,7 @@ pub struct Body {
 }
 
 impl Body {
-    fn new<const N: usize>(chunks: [Bytes; N]) -> Self {
+    fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
         let chunks: std::collections::VecDeque<Bytes> =
             chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
@@ -234,7 +234,7 @@ impl From<Full<Bytes>> for Body {
             std::task::Poll::Ready(Some(Ok(frame))) => {
                 Body::new([frame.into_data().unwrap_or_default()])
             }
-            _ => Body::new::<0>([]),
+            _ => Body::new([]),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod pgtemp;
 pub mod recovery;
 pub mod reload;
+pub mod rows;
 pub mod sample;
 pub mod schedule;
 pub mod snapshot;

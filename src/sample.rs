@@ -11,6 +11,7 @@
 //! - at most `max_series` series (rows × value columns) are kept; the rest are counted.
 
 use crate::config::CheckConfig;
+use crate::rows::Row;
 
 /// A query result in text form, as the archive and the sampler both need it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,15 +125,14 @@ impl Preview {
     }
 
     /// Keeps a copy of `row` while there is room; counts it either way.
-    pub fn push(&mut self, row: &[Option<String>]) {
+    pub fn push<R: Row + ?Sized>(&mut self, row: &R) {
         self.seen += 1;
         if self.rows.len() >= PREVIEW_ROWS || self.bytes >= PREVIEW_BYTES {
             return;
         }
-        let row: Vec<Option<String>> = row
-            .iter()
-            .map(|v| {
-                v.as_deref().map(|s| {
+        let row: Vec<Option<String>> = (0..self.columns.len())
+            .map(|i| {
+                row.field(i).map(|s| {
                     let (s, was_cut) = cut(s);
                     self.cut |= was_cut;
                     s
@@ -250,17 +250,12 @@ impl<'c> Sampler<'c> {
     }
 
     /// One result row (nullable text values in result column order).
-    pub fn push(&mut self, row: &[Option<String>]) {
+    pub fn push<R: Row + ?Sized>(&mut self, row: &R) {
         use std::hash::{BuildHasher, Hash, Hasher};
         if let Some(p) = self.out.preview.as_mut() {
             p.push(row);
         }
-        let label = |i: usize| {
-            row.get(i)
-                .and_then(|v| v.as_deref())
-                .map(|s| s.trim_end_matches(' '))
-                .unwrap_or("")
-        };
+        let label = |i: usize| row.field(i).map(|s| s.trim_end_matches(' ')).unwrap_or("");
         let mut h = self.hasher.build_hasher();
         for &i in &self.label_ix {
             label(i).hash(&mut h);
@@ -293,7 +288,7 @@ impl<'c> Sampler<'c> {
         let values: Vec<Option<f64>> = self
             .value_ix
             .iter()
-            .map(|&i| match row.get(i).and_then(|v| v.as_deref()) {
+            .map(|&i| match row.field(i) {
                 None => {
                     errors[SampleError::Null.index()] += 1;
                     None

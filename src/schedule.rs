@@ -45,10 +45,11 @@ use crate::snapshot::{RunRecord, Store};
 mod timer;
 pub use timer::{Scheduler, parse_cron};
 
-/// Rows buffered between the connection and the sampler.
-const ROW_BUFFER: usize = 256;
-/// Rows buffered between the sampler and the CSV writer.
-const ARCHIVE_BUFFER: usize = 1024;
+/// Row batches (up to 256 rows or 64 kB each, see `check`) buffered between the connection
+/// and the sampler.
+const ROW_BUFFER: usize = 4;
+/// Row batches buffered between the sampler and the CSV writer.
+const ARCHIVE_BUFFER: usize = 16;
 
 /// A successful run's rows, samples and CSV write.
 struct Streamed {
@@ -280,9 +281,11 @@ impl Runner {
                         );
                         columns = c;
                     }
-                    check::Message::Row(row) => {
+                    check::Message::Rows(rows) => {
                         if let Some(s) = sampler.as_mut() {
-                            s.push(&row);
+                            for row in rows.iter() {
+                                s.push(&row);
+                            }
                         }
                         if let (Some(a), None) = (archiver, &written) {
                             let (f, handle) = self.spawn_archive(
@@ -298,7 +301,7 @@ impl Runner {
                         }
                         // A writer that failed has dropped its end (and reports the failure).
                         if let Some(f) = &feed {
-                            if f.send(Feed::Row(row)).await.is_err() {
+                            if f.send(Feed::Rows(rows)).await.is_err() {
                                 feed = None;
                             }
                         }

@@ -138,6 +138,10 @@ pub struct Slot {
     pub last_result: Option<Arc<LastResult>>,
     /// The last [`RECENT_FILES`] CSVs written, oldest first.
     pub recent_files: std::collections::VecDeque<PathBuf>,
+    /// The generation of the last write that changed what the exposition shows of this slot
+    /// (status, samples, counters, applicability): the exposition re-renders only slots
+    /// changed since it last rendered.
+    pub changed: u64,
 }
 
 /// What is known about a target.
@@ -154,6 +158,8 @@ pub struct TargetState {
     /// Set when the target went down after detection: the next run detects again (a restored
     /// snapshot or a changed grant may answer differently), keeping the old answer meanwhile.
     pub redetect: bool,
+    /// The generation of the last write that changed this target (`up`, capabilities).
+    pub changed: u64,
 }
 
 /// Everything the readers see.
@@ -163,6 +169,9 @@ pub struct State {
     pub targets: Vec<TargetState>,
     /// What the HTML pages may show (`[exporter] page_detail`).
     pub page_detail: PageDetail,
+    /// The generation this state is at: inside a write, the one the write will publish
+    /// (what `changed` stamps are set to).
+    pub generation: u64,
 }
 
 /// A finished run, as recorded.
@@ -245,8 +254,10 @@ fn gate(s: &mut State, target: usize) {
     let Some(caps) = s.targets[target].capabilities.clone() else {
         return;
     };
+    let generation = s.generation;
     for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
         sl.not_applicable = capability::applicability(&sl.check, &caps);
+        sl.changed = generation;
     }
 }
 
@@ -268,6 +279,7 @@ impl Store {
                 capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
                 labels: t.labels.clone().into(),
                 redetect: false,
+                changed: 1,
             })
             .collect();
         let slots = slot_keys(config)
@@ -285,12 +297,14 @@ impl Store {
                 history: Default::default(),
                 last_result: None,
                 recent_files: Default::default(),
+                changed: 1,
             })
             .collect();
         let mut state = State {
             slots,
             targets,
             page_detail: config.exporter.page_detail,
+            generation: 1,
         };
         // Forced deployments gate their slots from the start.
         for ti in 0..state.targets.len() {
@@ -339,6 +353,9 @@ impl Store {
                     Carry::Fresh => {}
                 }
             }
+            let generation = new.generation;
+            new.slots.iter_mut().for_each(|s| s.changed = generation);
+            new.targets.iter_mut().for_each(|t| t.changed = generation);
         });
     }
 
@@ -370,8 +387,9 @@ impl Store {
 
     fn write(&self, f: impl FnOnce(&mut State)) {
         let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        guard.generation = self.generation.load(Ordering::Acquire) + 1;
         f(&mut guard);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.store(guard.generation, Ordering::Release);
     }
 
     /// Replaces the slot's status and samples with a finished run's.
@@ -381,7 +399,10 @@ impl Store {
         };
         store.write(|s| {
             let target_index = s.slots[slot].target_index;
+            s.targets[target_index].changed = s.generation;
+            let generation = s.generation;
             let sl = &mut s.slots[slot];
+            sl.changed = generation;
             let started = unix(run.started);
             sl.status.ran = true;
             sl.status.duration = run.duration;
@@ -445,7 +466,12 @@ impl Store {
         let Some((store, slot)) = self.forward(slot) else {
             return;
         };
-        store.write(|s| s.slots[slot].counters.runs[RunResult::Skipped.index()] += n);
+        store.write(|s| {
+            let generation = s.generation;
+            let sl = &mut s.slots[slot];
+            sl.counters.runs[RunResult::Skipped.index()] += n;
+            sl.changed = generation;
+        });
     }
 
     /// An archive write finished.
@@ -454,7 +480,9 @@ impl Store {
             return;
         };
         store.write(|s| {
+            let generation = s.generation;
             let sl = &mut s.slots[slot];
+            sl.changed = generation;
             match result {
                 Ok(p) => {
                     sl.counters.archive_files += 1;
@@ -474,6 +502,7 @@ impl Store {
         self.write(|s| {
             s.targets[target].capabilities = Some(caps);
             s.targets[target].redetect = false;
+            s.targets[target].changed = s.generation;
             gate(s, target);
         });
     }

@@ -1,19 +1,437 @@
 //! The families derived from the snapshot: data gauges, and the exporter's own check and
 //! target families.
 //!
-//! It builds families from a [`State`]; it does not cache them ([`super::cache`]), write text
-//! ([`super::encode`]) or read anything per scrape (pools, process, archive: [`super`]).
+//! Two halves. [`layout`] says which families there are, in order, and which (slot, part)
+//! entries each holds; [`write_slot`] and [`write_targets`] write the text of a slot's parts and
+//! of the target families, so that [`super::cache`] re-renders only what changed. The text is
+//! what the prometheus crate's encoder would print (a test below renders the same states both
+//! ways: [`snapshot_families`] through [`super::encode`], kept for that comparison).
 
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(test)]
 use prometheus::proto::{MetricFamily, MetricType};
 
+use super::{Value, escape};
+#[cfg(test)]
 use super::{counter, family, gauge};
+use crate::capability::Capabilities;
+use crate::config::CheckConfig;
 use crate::db::ErrorKind;
-use crate::sample::SampleError;
-use crate::snapshot::{RunResult, Slot, State};
+use crate::sample::{SampleError, Samples};
+#[cfg(test)]
+use crate::snapshot::State;
+use crate::snapshot::{Counters, RunResult, Slot, TargetState};
+
+/// What the exposition needs of one slot, cloned under the store's lock (cheap: `Arc`s and a
+/// few numbers) and formatted after it is released.
+pub(super) struct SlotView {
+    pub(super) check: Arc<CheckConfig>,
+    pub(super) check_index: usize,
+    pub(super) target_index: usize,
+    pub(super) target: Arc<str>,
+    applicable: bool,
+    ran: bool,
+    success: bool,
+    duration: Duration,
+    rows: u64,
+    last_run: f64,
+    last_success: f64,
+    samples: Option<Arc<Samples>>,
+    counters: Counters,
+}
+
+impl SlotView {
+    pub(super) fn of(s: &Slot) -> Self {
+        SlotView {
+            check: s.check.clone(),
+            check_index: s.check_index,
+            target_index: s.target_index,
+            target: s.target.clone(),
+            applicable: s.not_applicable.is_none(),
+            ran: s.status.ran,
+            success: s.status.success,
+            duration: s.status.duration,
+            rows: s.status.rows,
+            last_run: s.status.last_run,
+            last_success: s.status.last_success,
+            samples: s.samples.clone(),
+            counters: s.counters.clone(),
+        }
+    }
+}
+
+/// What the exposition needs of one target.
+pub(super) struct TargetView {
+    name: Arc<str>,
+    up: Option<bool>,
+    capabilities: Option<Arc<Capabilities>>,
+    pub(super) labels: Arc<[(String, String)]>,
+}
+
+impl TargetView {
+    pub(super) fn of(t: &TargetState) -> Self {
+        TargetView {
+            name: t.name.clone(),
+            up: t.up,
+            capabilities: t.capabilities.clone(),
+            labels: t.labels.clone(),
+        }
+    }
+}
+
+/// The per-slot gauge families: name, help, and whether the series waits for a first run.
+const SLOT_GAUGES: [(&str, &str, bool); 6] = [
+    (
+        "redshift_exporter_check_success",
+        "Whether the check's last run succeeded (1) or not (0).",
+        true,
+    ),
+    (
+        "redshift_exporter_check_duration_seconds",
+        "Duration of the check's last run.",
+        true,
+    ),
+    (
+        "redshift_exporter_check_rows",
+        "Rows returned by the check's last run.",
+        true,
+    ),
+    (
+        "redshift_exporter_check_interval_seconds",
+        "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
+        false,
+    ),
+    (
+        "redshift_exporter_check_last_run_timestamp_seconds",
+        "Start of the check's last run, Unix time.",
+        true,
+    ),
+    (
+        "redshift_exporter_check_last_success_timestamp_seconds",
+        "Start of the check's last successful run, Unix time (0 before the first success).",
+        false,
+    ),
+];
+
+/// The per-slot counter families: name and help.
+const SLOT_COUNTERS: [(&str, &str); 5] = [
+    (
+        "redshift_exporter_check_runs_total",
+        "Runs of the check, by result (skipped: the previous run was still going).",
+    ),
+    (
+        "redshift_exporter_check_errors_total",
+        "Failed runs of the check, by kind of failure.",
+    ),
+    (
+        "redshift_exporter_sample_errors_total",
+        "Values or rows of the check's results that produced no sample, by reason.",
+    ),
+    (
+        "redshift_exporter_archive_files_total",
+        "CSV files written to the archive.",
+    ),
+    (
+        "redshift_exporter_archive_errors_total",
+        "CSV files that could not be written to the archive.",
+    ),
+];
+
+/// Parts of a slot besides its data parts (one per value column): the self families.
+pub(super) const SELF_PARTS: usize = SLOT_GAUGES.len() + SLOT_COUNTERS.len();
+
+const TARGET_UP: (&str, &str) = (
+    "redshift_exporter_target_up",
+    "Whether the exporter could last open a session on the target (1) or not (0).",
+);
+const TARGET_INFO: (&str, &str) = (
+    "redshift_exporter_target_info",
+    "A target's static labels and what the exporter decided about it: deployment, and the system relation families its user can read (comma-separated; \"configured\" when the deployment was set rather than detected), absent until detected; the value is always 1.",
+);
+const BUILD_INFO: (&str, &str) = (
+    "redshift_exporter_build_info",
+    "Build information; the value is always 1.",
+);
+
+/// One family of the snapshot part, in exposition order.
+pub(super) struct FamilyLayout {
+    /// `# HELP` and `# TYPE` lines.
+    pub(super) header: String,
+    pub(super) content: Content,
+    /// Lines each entry holds once its slot ran; 0 when it depends on the results (data).
+    pub(super) lines_per_entry: usize,
+}
+
+/// What a family holds.
+pub(super) enum Content {
+    /// (slot, part) entries, in order.
+    Slots(Vec<(u32, u32)>),
+    /// `target_up` / `target_info`: re-rendered whole when a target changed.
+    TargetUp,
+    TargetInfo,
+    /// Text that never changes (`build_info`).
+    Fixed(String),
+}
+
+fn header_text(name: &str, help: &str, kind: &str) -> String {
+    format!(
+        "# HELP {name} {}\n# TYPE {name} {kind}\n",
+        escape(help, false)
+    )
+}
+
+/// The families and their entries for these slots (every slot of the store, in order):
+/// data families by metric name in check order, every target of every check feeding one
+/// inside it; then the per-slot families, the target families and `build_info`.
+pub(super) fn layout(slots: &[&SlotView]) -> Vec<FamilyLayout> {
+    let mut out = Vec::new();
+    let mut by_check: std::collections::BTreeMap<usize, Vec<u32>> = Default::default();
+    for (i, s) in slots.iter().enumerate() {
+        by_check.entry(s.check_index).or_default().push(i as u32);
+    }
+    let mut seen_checks = std::collections::HashSet::new();
+    let mut by_name: std::collections::HashMap<&str, usize> = Default::default();
+    for s in slots {
+        if !seen_checks.insert(s.check_index) {
+            continue;
+        }
+        for (vi, v) in s.check.values.iter().enumerate() {
+            let fi = *by_name.entry(v.metric.as_str()).or_insert_with(|| {
+                out.push(FamilyLayout {
+                    header: header_text(&v.metric, &v.help, "gauge"),
+                    content: Content::Slots(Vec::new()),
+                    lines_per_entry: 0,
+                });
+                out.len() - 1
+            });
+            let Content::Slots(entries) = &mut out[fi].content else {
+                unreachable!("data families hold slots")
+            };
+            entries.extend(by_check[&s.check_index].iter().map(|&j| (j, vi as u32)));
+        }
+    }
+    let all = |k: usize| {
+        Content::Slots(
+            slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i as u32, (s.check.values.len() + k) as u32))
+                .collect(),
+        )
+    };
+    for (k, (name, help, _)) in SLOT_GAUGES.iter().enumerate() {
+        out.push(FamilyLayout {
+            header: header_text(name, help, "gauge"),
+            content: all(k),
+            lines_per_entry: 1,
+        });
+    }
+    let counter_lines = [RunResult::COUNT, ErrorKind::COUNT, SampleError::COUNT, 1, 1];
+    for (k, (name, help)) in SLOT_COUNTERS.iter().enumerate() {
+        out.push(FamilyLayout {
+            header: header_text(name, help, "counter"),
+            content: all(SLOT_GAUGES.len() + k),
+            lines_per_entry: counter_lines[k],
+        });
+    }
+    out.push(FamilyLayout {
+        header: header_text(TARGET_UP.0, TARGET_UP.1, "gauge"),
+        content: Content::TargetUp,
+        lines_per_entry: 0,
+    });
+    out.push(FamilyLayout {
+        header: header_text(TARGET_INFO.0, TARGET_INFO.1, "gauge"),
+        content: Content::TargetInfo,
+        lines_per_entry: 0,
+    });
+    out.push(FamilyLayout {
+        header: header_text(BUILD_INFO.0, BUILD_INFO.1, "gauge"),
+        content: Content::Fixed(format!(
+            "{}{{version=\"{}\"}} 1\n",
+            BUILD_INFO.0,
+            escape(env!("CARGO_PKG_VERSION"), true)
+        )),
+        lines_per_entry: 0,
+    });
+    out
+}
+
+/// The labels every series of a slot starts with, as text (`target="x",env="prod"`, then
+/// the check's static labels), and the same followed by `,check="name"` for the self
+/// families: the second string, and the length of the first inside it.
+pub(super) fn slot_prefix(s: &SlotView, target: &TargetView) -> (String, usize) {
+    let mut out = format!("target=\"{}\"", escape(&s.target, true));
+    for (k, v) in target.labels.iter().chain(&s.check.static_labels) {
+        let _ = write!(out, ",{k}=\"{}\"", escape(v, true));
+    }
+    let len = out.len();
+    let _ = write!(out, ",check=\"{}\"", escape(&s.check.name, true));
+    (out, len)
+}
+
+/// Writes each part of the slot (data parts, one per value column, then [`SELF_PARTS`]) to
+/// `out`, pushing the end offset of each.
+pub(super) fn write_slot(
+    s: &SlotView,
+    prefix: &(String, usize),
+    out: &mut String,
+    ends: &mut Vec<usize>,
+) {
+    let data_prefix = &prefix.0[..prefix.1];
+    let self_prefix = &prefix.0;
+    for (vi, v) in s.check.values.iter().enumerate() {
+        if let Some(samples) = &s.samples {
+            for row in &samples.rows {
+                let Some(value) = row.values[vi] else {
+                    continue;
+                };
+                out.push_str(&v.metric);
+                out.push('{');
+                out.push_str(data_prefix);
+                for (name, val) in s.check.labels.iter().zip(&row.labels) {
+                    out.push(',');
+                    out.push_str(name);
+                    out.push_str("=\"");
+                    out.push_str(&escape(val, true));
+                    out.push('"');
+                }
+                let _ = writeln!(out, "}} {}", Value(value));
+            }
+        }
+        ends.push(out.len());
+    }
+    // A slot that has not finished a run yet has no success, duration, rows or run time to
+    // report: those series are absent until then rather than a made-up 0. The interval is
+    // configuration, and the last-success timestamp keeps its documented 0 (the stale-check
+    // alert relies on it to notice a check that never succeeds, or never finishes a run).
+    for (name, _, only_measured) in SLOT_GAUGES {
+        if s.applicable && (s.ran || !only_measured) {
+            let v = match name {
+                "redshift_exporter_check_success" => {
+                    if s.success {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+                "redshift_exporter_check_duration_seconds" => s.duration.as_secs_f64(),
+                "redshift_exporter_check_rows" => s.rows as f64,
+                "redshift_exporter_check_interval_seconds" => {
+                    s.check.schedule.expected_interval().as_secs_f64()
+                }
+                "redshift_exporter_check_last_run_timestamp_seconds" => s.last_run,
+                _ => s.last_success,
+            };
+            let _ = writeln!(out, "{name}{{{self_prefix}}} {}", Value(v));
+        }
+        ends.push(out.len());
+    }
+    let c = &s.counters;
+    let [runs, errors, sample_errors, files, archive_errors] = SLOT_COUNTERS.map(|(n, _)| n);
+    if s.applicable {
+        for r in RunResult::ALL {
+            let _ = writeln!(
+                out,
+                "{runs}{{{self_prefix},result=\"{}\"}} {}",
+                r.as_str(),
+                Value(c.runs[r.index()] as f64)
+            );
+        }
+    }
+    ends.push(out.len());
+    if s.applicable {
+        for k in ErrorKind::ALL {
+            let _ = writeln!(
+                out,
+                "{errors}{{{self_prefix},kind=\"{}\"}} {}",
+                k.as_str(),
+                Value(c.errors[k.index()] as f64)
+            );
+        }
+    }
+    ends.push(out.len());
+    if s.applicable {
+        for e in SampleError::ALL {
+            let _ = writeln!(
+                out,
+                "{sample_errors}{{{self_prefix},reason=\"{}\"}} {}",
+                e.as_str(),
+                Value(c.sample_errors[e.index()] as f64)
+            );
+        }
+    }
+    ends.push(out.len());
+    if s.applicable {
+        let _ = writeln!(
+            out,
+            "{files}{{{self_prefix}}} {}",
+            Value(c.archive_files as f64)
+        );
+    }
+    ends.push(out.len());
+    if s.applicable {
+        let _ = writeln!(
+            out,
+            "{archive_errors}{{{self_prefix}}} {}",
+            Value(c.archive_errors as f64)
+        );
+    }
+    ends.push(out.len());
+}
+
+fn target_labels(out: &mut String, t: &TargetView) {
+    for (k, v) in t.labels.iter() {
+        let _ = write!(out, ",{k}=\"{}\"", escape(v, true));
+    }
+}
+
+/// The samples of `target_up` (nothing about a target before anything was measured on it).
+pub(super) fn write_target_up(targets: &[TargetView], out: &mut String) {
+    for t in targets {
+        let Some(up) = t.up else { continue };
+        let _ = write!(out, "{}{{target=\"{}\"", TARGET_UP.0, escape(&t.name, true));
+        target_labels(out, t);
+        out.push_str(if up { "} 1\n" } else { "} 0\n" });
+    }
+}
+
+/// The samples of `target_info`: every target, with its static labels (the key dashboards and
+/// the CloudWatch rules join on, needed most when a cluster was never reachable), and what
+/// detection decided — or the configuration forced — once it is known: before that the two
+/// labels are absent, not guessed.
+pub(super) fn write_target_info(targets: &[TargetView], out: &mut String) {
+    for t in targets {
+        let _ = write!(
+            out,
+            "{}{{target=\"{}\"",
+            TARGET_INFO.0,
+            escape(&t.name, true)
+        );
+        if let Some(c) = &t.capabilities {
+            let families = if c.forced {
+                "configured".to_string()
+            } else {
+                c.readable_families().join(",")
+            };
+            let _ = write!(
+                out,
+                ",deployment=\"{}\",families=\"{}\"",
+                escape(c.deployment.as_str(), true),
+                escape(&families, true)
+            );
+        }
+        target_labels(out, t);
+        out.push_str("} 1\n");
+    }
+}
 
 /// `target` and the static labels of the slot's target and check: the labels every series of
 /// the slot starts with (validation keeps the names distinct from each other and from the
 /// check's label columns).
+#[cfg(test)]
 fn slot_labels<'a>(st: &'a State, s: &'a Slot) -> Vec<(&'a str, &'a str)> {
     let mut out = vec![("target", &*s.target)];
     out.extend(
@@ -26,7 +444,9 @@ fn slot_labels<'a>(st: &'a State, s: &'a Slot) -> Vec<(&'a str, &'a str)> {
     out
 }
 
-/// Data families and the exporter's check/target families.
+/// Data families and the exporter's check/target families, as protobuf-model structs: the
+/// reference the text writers are tested against.
+#[cfg(test)]
 pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
     let mut out = Vec::new();
 

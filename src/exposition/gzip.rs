@@ -14,30 +14,49 @@ use bytes::BytesMut;
 /// its own input) with the final-block flag, then the trailer: one valid gzip member, so every
 /// client can read it, for the cost of compressing a few kilobytes per scrape.
 pub(super) struct Gzipped {
-    pub(super) prefix: Bytes,
+    /// The gzip header and the deflate blocks, as chunks sent one after the other (shared
+    /// with other scrapes and other generations: a changed group replaces only its chunk).
+    pub(super) prefix: Vec<Bytes>,
     crc: crc32fast::Hasher,
     len: usize,
 }
 
 impl Gzipped {
+    #[cfg(test)]
     pub(super) fn new(plain: &[u8]) -> Self {
-        // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown
         let mut out = Vec::with_capacity(plain.len() / 4 + 64);
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        out.extend_from_slice(&GZIP_HEADER);
         let mut c = flate2::Compress::new(flate2::Compression::default(), false);
         deflate(&mut c, plain, &mut out, flate2::FlushCompress::Sync);
         let mut crc = crc32fast::Hasher::new();
         crc.update(plain);
         Gzipped {
-            prefix: Bytes::from(out),
+            prefix: vec![Bytes::from(out)],
             crc,
             len: plain.len(),
         }
     }
 
+    /// A gzip member's start made of independently compressed fragments, in order.
+    pub(super) fn from_fragments(frags: &[&Fragment]) -> Self {
+        let mut prefix = Vec::with_capacity(frags.len() + 1);
+        prefix.push(Bytes::from_static(&GZIP_HEADER));
+        let (mut crc, mut len) = (0u32, 0u64);
+        for f in frags {
+            prefix.push(f.data.clone());
+            crc = multmodp(f.shift, crc) ^ f.crc;
+            len += f.len;
+        }
+        Gzipped {
+            prefix,
+            crc: crc32fast::Hasher::new_with_initial_len(crc, len),
+            len: len as usize,
+        }
+    }
+
     #[cfg(test)]
     fn finish(&self, tail: &[u8]) -> Bytes {
-        let mut out = BytesMut::from(&self.prefix[..]);
+        let mut out = BytesMut::from(&self.prefix.concat()[..]);
         out.extend_from_slice(&self.finish_tail(tail));
         out.freeze()
     }
@@ -54,6 +73,92 @@ impl Gzipped {
         out.extend_from_slice(&((self.len + tail.len()) as u32).to_le_bytes());
         Bytes::from(out)
     }
+}
+
+/// ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Deflate level of fragments: each is compressed again whenever its text changes.
+const FRAGMENT_LEVEL: u32 = 1;
+
+/// Some text compressed on its own: deflate blocks from a fresh compressor ended with a sync
+/// flush (byte-aligned, not final, no reference outside the text), so fragments concatenate
+/// into one deflate stream; with the text's CRC-32 and length.
+pub(super) struct Fragment {
+    data: Bytes,
+    crc: u32,
+    len: u64,
+    /// x^(8 len) modulo the CRC polynomial: what appending this fragment does to the CRC of
+    /// what precedes it ([`crc32_combine`] with the shift precomputed).
+    shift: u32,
+}
+
+impl Fragment {
+    pub(super) fn new(text: &[u8]) -> Self {
+        let mut out = Vec::with_capacity(text.len() / 6 + 64);
+        let mut c = flate2::Compress::new(flate2::Compression::new(FRAGMENT_LEVEL), false);
+        deflate(&mut c, text, &mut out, flate2::FlushCompress::Sync);
+        out.shrink_to_fit();
+        Fragment {
+            data: Bytes::from(out),
+            crc: crc32fast::hash(text),
+            len: text.len() as u64,
+            shift: x8nmodp(text.len() as u64),
+        }
+    }
+}
+
+/// Multiplies two polynomials modulo the CRC-32 polynomial (reflected bit order), as zlib's
+/// `multmodp`.
+const fn multmodp(a: u32, mut b: u32) -> u32 {
+    const POLY: u32 = 0xedb8_8320;
+    let mut m: u32 = 1 << 31;
+    let mut p: u32 = 0;
+    loop {
+        if a & m != 0 {
+            p ^= b;
+            if a & (m - 1) == 0 {
+                break;
+            }
+        }
+        m >>= 1;
+        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+    }
+    p
+}
+
+/// x^(2^k) modulo the CRC-32 polynomial, for k in 0..32.
+const X2N: [u32; 32] = {
+    let mut t = [0u32; 32];
+    let mut p: u32 = 1 << 30; // x^1
+    t[0] = p;
+    let mut n = 1;
+    while n < 32 {
+        p = multmodp(p, p);
+        t[n] = p;
+        n += 1;
+    }
+    t
+};
+
+/// The CRC-32 of `a || b` from `crc(a)`, `crc(b)` and `len(b)` (zlib's `crc32_combine`).
+#[cfg(test)]
+fn crc32_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
+    multmodp(x8nmodp(len_b), crc_a) ^ crc_b
+}
+
+/// x^(8 n) modulo the CRC-32 polynomial: a shift by `n` bytes.
+fn x8nmodp(mut n: u64) -> u32 {
+    let mut p: u32 = 1 << 31; // x^0
+    let mut k = 3usize;
+    while n != 0 {
+        if n & 1 != 0 {
+            p = multmodp(X2N[k & 31], p);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    p
 }
 
 /// Compresses all of `input` into `out` (growing it), then flushes as asked.
@@ -87,6 +192,45 @@ mod tests {
     use std::io::Read;
 
     #[test]
+    fn crc_combine_matches_the_crc_of_the_concatenation() {
+        let a = b"hello, ".repeat(1000);
+        let b = b"world\n".repeat(777);
+        let whole = [a.clone(), b.clone()].concat();
+        assert_eq!(
+            crc32_combine(crc32fast::hash(&a), crc32fast::hash(&b), b.len() as u64),
+            crc32fast::hash(&whole)
+        );
+        assert_eq!(
+            crc32_combine(0, crc32fast::hash(&b), b.len() as u64),
+            crc32fast::hash(&b)
+        );
+        assert_eq!(
+            crc32_combine(crc32fast::hash(&a), 0, 0),
+            crc32fast::hash(&a)
+        );
+    }
+
+    #[test]
+    fn fragments_splice_into_one_valid_member() {
+        let parts: Vec<String> = (0..50)
+            .map(|p| {
+                (0..p * 37)
+                    .map(|i| format!("m{{a=\"{p}-{i}\"}} {i}\n"))
+                    .collect()
+            })
+            .collect();
+        let frags: Vec<Fragment> = parts.iter().map(|p| Fragment::new(p.as_bytes())).collect();
+        let refs: Vec<&Fragment> = frags.iter().filter(|f| f.len > 0).collect();
+        let g = Gzipped::from_fragments(&refs);
+        let gz = g.finish(b"tail 1\n");
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(out == format!("{}tail 1\n", parts.concat()));
+    }
+
+    #[test]
     fn spliced_gzip_is_one_valid_member() {
         let big: String = (0..20_000)
             .map(|i| format!("metric_{}{{a=\"{i}\"}} {i}\n", i % 7))
@@ -103,9 +247,9 @@ mod tests {
             assert!(out == format!("{big}{tail}"));
         }
         assert!(
-            g.prefix.len() < big.len() / 4,
+            g.prefix[0].len() < big.len() / 4,
             "compresses: {} of {}",
-            g.prefix.len(),
+            g.prefix[0].len(),
             big.len()
         );
     }

@@ -5,9 +5,9 @@
 //! - checks and targets: the exporter's own `redshift_exporter_*` families;
 //! - process and pools: `process_*` from `/proc/self` and the pool gauges.
 //!
-//! The first two change only when a run (or an archive write) finishes, so they are rendered
-//! once per snapshot generation and the bytes are cached ([`cache`]); only the third is
-//! rendered per scrape. This file owns [`Exposition`] (the render entry points), the per-scrape
+//! The first two change only when a run (or an archive write) finishes, so their text is kept
+//! per slot and family and only the slots that changed are rendered again ([`cache`]); only
+//! the third is rendered per scrape. This file owns [`Exposition`] (the render entry points), the per-scrape
 //! part and the text writer shared by all families (values in canonical form: `+Inf`, `-Inf`,
 //! `NaN`). Which families the snapshot yields is [`families`]; `/proc` reading is [`process`];
 //! gzip with a cached prefix is [`gzip`]; the archive families are [`archive`].
@@ -79,47 +79,42 @@ impl Exposition {
 
     /// The full exposition.
     pub fn render(&self) -> Bytes {
-        let [dynamic, cached] = self.render_parts();
-        let mut out = BytesMut::with_capacity(cached.len() + dynamic.len());
-        out.extend_from_slice(&dynamic);
-        out.extend_from_slice(&cached);
+        let parts = self.render_parts();
+        let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in &parts {
+            out.extend_from_slice(p);
+        }
         out.freeze()
     }
 
-    /// The full exposition as two parts to send one after the other: the small per-scrape
-    /// part, then the cached snapshot part (shared, not copied). Small part first: hyper
-    /// queues it and sends both with the headers in one vectored write when the big part,
-    /// the body's last, arrives (the other way round it must flush in between).
-    pub fn render_parts(&self) -> [Bytes; 2] {
-        let cached = self.snapshot_part();
-        [self.dynamic_part(), cached.plain.clone()]
+    /// The full exposition as chunks to send one after the other: the small per-scrape part,
+    /// then the snapshot part's cached chunks (shared, not copied; see [`cache`]). Small part
+    /// first: hyper queues it and sends it with the headers and the first chunks in one
+    /// vectored write.
+    pub fn render_parts(&self) -> Vec<Bytes> {
+        let cached = self.cache.plain(&self.store);
+        let mut out = Vec::with_capacity(cached.len() + 1);
+        out.push(self.dynamic_part());
+        out.extend(cached.iter().cloned());
+        out
     }
 
-    /// The full exposition, gzip-compressed. The snapshot part is compressed once per
-    /// snapshot change and cached; only the small per-scrape part is compressed per scrape
-    /// and appended to the same deflate stream (see [`Gzipped`]).
+    /// The full exposition, gzip-compressed. The snapshot part is compressed per changed
+    /// group and cached; only the small per-scrape part is compressed per scrape and appended
+    /// to the same deflate stream (see [`Gzipped`](gzip::Gzipped)).
     pub fn render_gzip(&self) -> Bytes {
-        let [prefix, tail] = self.render_gzip_parts();
-        let mut out = BytesMut::with_capacity(prefix.len() + tail.len());
-        out.extend_from_slice(&prefix);
-        out.extend_from_slice(&tail);
-        out.freeze()
+        self.render_gzip_parts().concat().into()
     }
 
-    /// [`Exposition::render_gzip`] as two parts: the cached compressed prefix (shared, not
+    /// [`Exposition::render_gzip`] as chunks: the cached compressed groups (shared, not
     /// copied) and the per-scrape deflate blocks plus the gzip trailer.
-    pub fn render_gzip_parts(&self) -> [Bytes; 2] {
-        let cached = self.snapshot_part();
+    pub fn render_gzip_parts(&self) -> Vec<Bytes> {
+        let cached = self.cache.gzip(&self.store);
         let dynamic = self.dynamic_part();
-        [
-            cached.gzip.prefix.clone(),
-            cached.gzip.finish_tail(&dynamic),
-        ]
-    }
-
-    /// The families derived from the snapshot, re-rendered only when it changed.
-    fn snapshot_part(&self) -> Arc<cache::Rendered> {
-        self.cache.get(&self.store)
+        let mut out = Vec::with_capacity(cached.prefix.len() + 1);
+        out.extend(cached.prefix.iter().cloned());
+        out.push(cached.finish_tail(&dynamic));
+        out
     }
 
     /// What changes on every scrape: pool gauges, reload status, `process_*`. Written by
