@@ -11,12 +11,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(test)]
-use prometheus::proto::{MetricFamily, MetricType};
-
 use super::{Value, escape};
-#[cfg(test)]
-use super::{counter, family, gauge};
 use crate::capability::Capabilities;
 use crate::config::CheckConfig;
 use crate::db::ErrorKind;
@@ -332,36 +327,18 @@ pub(super) fn write_slot(
     let c = &s.counters;
     let [runs, errors, sample_errors, files, archive_errors] = SLOT_COUNTERS.map(|(n, _)| n);
     if s.applicable {
-        for r in RunResult::ALL {
-            let _ = writeln!(
-                out,
-                "{runs}{{{self_prefix},result=\"{}\"}} {}",
-                r.as_str(),
-                Value(c.runs[r.index()] as f64)
-            );
-        }
+        let runs_by = RunResult::ALL.map(|r| (r.as_str(), c.runs[r.index()]));
+        labelled_counters(out, runs, self_prefix, "result", &runs_by);
     }
     ends.push(out.len());
     if s.applicable {
-        for k in ErrorKind::ALL {
-            let _ = writeln!(
-                out,
-                "{errors}{{{self_prefix},kind=\"{}\"}} {}",
-                k.as_str(),
-                Value(c.errors[k.index()] as f64)
-            );
-        }
+        let errors_by = ErrorKind::ALL.map(|k| (k.as_str(), c.errors[k.index()]));
+        labelled_counters(out, errors, self_prefix, "kind", &errors_by);
     }
     ends.push(out.len());
     if s.applicable {
-        for e in SampleError::ALL {
-            let _ = writeln!(
-                out,
-                "{sample_errors}{{{self_prefix},reason=\"{}\"}} {}",
-                e.as_str(),
-                Value(c.sample_errors[e.index()] as f64)
-            );
-        }
+        let reasons = SampleError::ALL.map(|e| (e.as_str(), c.sample_errors[e.index()]));
+        labelled_counters(out, sample_errors, self_prefix, "reason", &reasons);
     }
     ends.push(out.len());
     if s.applicable {
@@ -380,6 +357,17 @@ pub(super) fn write_slot(
         );
     }
     ends.push(out.len());
+}
+
+/// One counter of a slot per value of a closed enum (`key="value"` after the slot's labels).
+fn labelled_counters(out: &mut String, name: &str, prefix: &str, key: &str, by: &[(&str, u64)]) {
+    for (value, n) in by {
+        let _ = writeln!(
+            out,
+            "{name}{{{prefix},{key}=\"{value}\"}} {}",
+            Value(*n as f64)
+        );
+    }
 }
 
 fn target_labels(out: &mut String, t: &TargetView) {
@@ -428,292 +416,7 @@ pub(super) fn write_target_info(targets: &[TargetView], out: &mut String) {
     }
 }
 
-/// `target` and the static labels of the slot's target and check: the labels every series of
-/// the slot starts with (validation keeps the names distinct from each other and from the
-/// check's label columns).
 #[cfg(test)]
-fn slot_labels<'a>(st: &'a State, s: &'a Slot) -> Vec<(&'a str, &'a str)> {
-    let mut out = vec![("target", &*s.target)];
-    out.extend(
-        st.targets[s.target_index]
-            .labels
-            .iter()
-            .chain(&s.check.static_labels)
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    out
-}
-
-/// Data families and the exporter's check/target families, as protobuf-model structs: the
-/// reference the text writers are tested against.
+mod tests;
 #[cfg(test)]
-pub(super) fn snapshot_families(st: &State) -> Vec<MetricFamily> {
-    let mut out = Vec::new();
-
-    // Data: one family per metric name, in check order; every target of every check feeding
-    // it inside (the provisioned and Serverless variants of a measurement share a name).
-    let mut seen_checks = std::collections::HashSet::new();
-    let mut data: Vec<MetricFamily> = Vec::new();
-    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for s in &st.slots {
-        if !seen_checks.insert(s.check_index) {
-            continue;
-        }
-        let check = &s.check;
-        for (vi, v) in check.values.iter().enumerate() {
-            let fi = *by_name.entry(v.metric.as_str()).or_insert_with(|| {
-                data.push(family(&v.metric, &v.help, MetricType::GAUGE));
-                data.len() - 1
-            });
-            let f = &mut data[fi];
-            for sl in st.slots.iter().filter(|x| x.check_index == s.check_index) {
-                let Some(samples) = &sl.samples else { continue };
-                for row in &samples.rows {
-                    let Some(value) = row.values[vi] else {
-                        continue;
-                    };
-                    let mut pairs = slot_labels(st, sl);
-                    for (name, val) in check.labels.iter().zip(&row.labels) {
-                        pairs.push((name, val));
-                    }
-                    f.mut_metric().push(gauge(&pairs, value));
-                }
-            }
-        }
-    }
-    out.extend(data);
-
-    let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
-    // A slot that has not finished a run yet has no success, duration, rows or run time to
-    // report: those series are absent until then rather than a made-up 0. The interval is
-    // configuration, and the last-success timestamp keeps its documented 0 (the stale-check
-    // alert relies on it to notice a check that never succeeds, or never finishes a run).
-    let per_slot = |name: &str, help: &str, only_measured: bool, value: &dyn Fn(&Slot) -> f64| {
-        let mut f = family(name, help, MetricType::GAUGE);
-        for s in applicable().filter(|s| s.status.ran || !only_measured) {
-            let mut pairs = slot_labels(st, s);
-            pairs.push(("check", &s.check.name));
-            f.mut_metric().push(gauge(&pairs, value(s)));
-        }
-        f
-    };
-    out.push(per_slot(
-        "redshift_exporter_check_success",
-        "Whether the check's last run succeeded (1) or not (0).",
-        true,
-        &|s| if s.status.success { 1.0 } else { 0.0 },
-    ));
-    out.push(per_slot(
-        "redshift_exporter_check_duration_seconds",
-        "Duration of the check's last run.",
-        true,
-        &|s| s.status.duration.as_secs_f64(),
-    ));
-    out.push(per_slot(
-        "redshift_exporter_check_rows",
-        "Rows returned by the check's last run.",
-        true,
-        &|s| s.status.rows as f64,
-    ));
-    out.push(per_slot(
-        "redshift_exporter_check_interval_seconds",
-        "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
-        false,
-        &|s| s.check.schedule.expected_interval().as_secs_f64(),
-    ));
-    out.push(per_slot(
-        "redshift_exporter_check_last_run_timestamp_seconds",
-        "Start of the check's last run, Unix time.",
-        true,
-        &|s| s.status.last_run,
-    ));
-    out.push(per_slot(
-        "redshift_exporter_check_last_success_timestamp_seconds",
-        "Start of the check's last successful run, Unix time (0 before the first success).",
-        false,
-        &|s| s.status.last_success,
-    ));
-
-    let mut runs = family(
-        "redshift_exporter_check_runs_total",
-        "Runs of the check, by result (skipped: the previous run was still going).",
-        MetricType::COUNTER,
-    );
-    let mut errors = family(
-        "redshift_exporter_check_errors_total",
-        "Failed runs of the check, by kind of failure.",
-        MetricType::COUNTER,
-    );
-    let mut sample_errors = family(
-        "redshift_exporter_sample_errors_total",
-        "Values or rows of the check's results that produced no sample, by reason.",
-        MetricType::COUNTER,
-    );
-    let mut files = family(
-        "redshift_exporter_archive_files_total",
-        "CSV files written to the archive.",
-        MetricType::COUNTER,
-    );
-    let mut archive_errors = family(
-        "redshift_exporter_archive_errors_total",
-        "CSV files that could not be written to the archive.",
-        MetricType::COUNTER,
-    );
-    for s in applicable() {
-        let mut base = slot_labels(st, s);
-        base.push(("check", s.check.name.as_str()));
-        let with = |k: &'static str, v: &'static str| {
-            let mut p = base.clone();
-            p.push((k, v));
-            p
-        };
-        for r in RunResult::ALL {
-            runs.mut_metric().push(counter(
-                &with("result", r.as_str()),
-                s.counters.runs[r.index()] as f64,
-            ));
-        }
-        for k in ErrorKind::ALL {
-            errors.mut_metric().push(counter(
-                &with("kind", k.as_str()),
-                s.counters.errors[k.index()] as f64,
-            ));
-        }
-        for e in SampleError::ALL {
-            sample_errors.mut_metric().push(counter(
-                &with("reason", e.as_str()),
-                s.counters.sample_errors[e.index()] as f64,
-            ));
-        }
-        files
-            .mut_metric()
-            .push(counter(&base, s.counters.archive_files as f64));
-        archive_errors
-            .mut_metric()
-            .push(counter(&base, s.counters.archive_errors as f64));
-    }
-    out.extend([runs, errors, sample_errors, files, archive_errors]);
-
-    let mut up = family(
-        "redshift_exporter_target_up",
-        "Whether the exporter could last open a session on the target (1) or not (0).",
-        MetricType::GAUGE,
-    );
-    // Nothing is said about a target before anything was measured on it.
-    for t in &st.targets {
-        let Some(is_up) = t.up else { continue };
-        let mut pairs = vec![("target", &*t.name)];
-        pairs.extend(t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        up.mut_metric()
-            .push(gauge(&pairs, if is_up { 1.0 } else { 0.0 }));
-    }
-    out.push(up);
-
-    // Every target, with its static labels (the key dashboards and the CloudWatch rules join
-    // on, needed most when a cluster was never reachable), and what detection decided — or the
-    // configuration forced — once it is known: before that the two labels are absent, not
-    // guessed.
-    let mut target_info = family(
-        "redshift_exporter_target_info",
-        "A target's static labels and what the exporter decided about it: deployment, and the system relation families its user can read (comma-separated; \"configured\" when the deployment was set rather than detected), absent until detected; the value is always 1.",
-        MetricType::GAUGE,
-    );
-    for t in &st.targets {
-        let families = t.capabilities.as_ref().map(|c| {
-            if c.forced {
-                "configured".to_string()
-            } else {
-                c.readable_families().join(",")
-            }
-        });
-        let mut pairs = vec![("target", &*t.name)];
-        if let (Some(c), Some(f)) = (&t.capabilities, &families) {
-            pairs.push(("deployment", c.deployment.as_str()));
-            pairs.push(("families", f.as_str()));
-        }
-        pairs.extend(t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        target_info.mut_metric().push(gauge(&pairs, 1.0));
-    }
-    out.push(target_info);
-
-    let mut info = family(
-        "redshift_exporter_build_info",
-        "Build information; the value is always 1.",
-        MetricType::GAUGE,
-    );
-    info.mut_metric()
-        .push(gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0));
-    out.push(info);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, SystemTime};
-
-    use super::*;
-    use crate::sample::Samples;
-    use crate::snapshot::{RunRecord, Store};
-
-    fn names(st: &State) -> Vec<String> {
-        snapshot_families(st)
-            .iter()
-            .filter(|f| !f.get_metric().is_empty())
-            .map(|f| f.name().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn nothing_is_reported_about_a_slot_or_target_before_it_was_measured() {
-        let config = crate::config::parse(
-            "[targets.main]\nhost = \"h\"\nuser = \"u\"\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nvalues = [\"v\"]\n",
-            |_| None,
-        )
-        .unwrap();
-        let store = Store::new(&config);
-        let before = names(&store.read());
-        for absent in [
-            "redshift_exporter_check_success",
-            "redshift_exporter_check_duration_seconds",
-            "redshift_exporter_check_rows",
-            "redshift_exporter_check_last_run_timestamp_seconds",
-            "redshift_exporter_target_up",
-        ] {
-            assert!(
-                !before.iter().any(|n| n == absent),
-                "{absent} in {before:?}"
-            );
-        }
-        for present in [
-            "redshift_exporter_check_interval_seconds",
-            "redshift_exporter_check_last_success_timestamp_seconds",
-            "redshift_exporter_check_runs_total",
-        ] {
-            assert!(
-                before.iter().any(|n| n == present),
-                "{present} not in {before:?}"
-            );
-        }
-        store.record_run(
-            0,
-            RunRecord {
-                started: SystemTime::now(),
-                duration: Duration::from_millis(5),
-                outcome: Ok((0, Samples::default())),
-            },
-        );
-        let after = names(&store.read());
-        for now_present in [
-            "redshift_exporter_check_success",
-            "redshift_exporter_check_duration_seconds",
-            "redshift_exporter_check_rows",
-            "redshift_exporter_check_last_run_timestamp_seconds",
-            "redshift_exporter_target_up",
-        ] {
-            assert!(
-                after.iter().any(|n| n == now_present),
-                "{now_present} not in {after:?}"
-            );
-        }
-    }
-}
+pub(super) use tests::snapshot_families;
