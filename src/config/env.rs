@@ -52,10 +52,11 @@ pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn env(k: &str) -> Option<String> {
+    /// The environment the configuration tests expand `${VAR}` in.
+    pub(in crate::config) fn env(k: &str) -> Option<String> {
         match k {
             "HOST" => Some("db.example".into()),
             "PW" => Some("s3cr3t".into()),

@@ -292,14 +292,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn env(k: &str) -> Option<String> {
-        match k {
-            "HOST" => Some("db.example".into()),
-            "PW" => Some("s3cr3t".into()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
-        }
-    }
+    use super::env::tests::env;
 
     const GOOD: &str = r#"
 [exporter]
