@@ -16,11 +16,19 @@ use crate::tls::{Pki, make_pki};
 
 /// A PostgreSQL with TLS where everyone but `postgres` logs in with a SCRAM password over TLS.
 pub(crate) async fn tls_cluster() -> (TempCluster, Pki) {
-    tokio::task::spawn_blocking(|| {
+    tls_cluster_with("scram-sha-256").await
+}
+
+/// A PostgreSQL with TLS where everyone but `postgres` logs in over TLS with the pg_hba
+/// password `method` (`scram-sha-256`, `md5`).
+pub(crate) async fn tls_cluster_with(method: &'static str) -> (TempCluster, Pki) {
+    tokio::task::spawn_blocking(move || {
         let pki = make_pki();
         let crt = std::fs::read(pki.path("server.crt")).unwrap();
         let key = std::fs::read(pki.path("server.key")).unwrap();
-        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+        let hba = format!(
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 {method}\n"
+        );
         let c = TempCluster::start_with(
             &[
                 ("server.crt", &crt, 0o644),

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redshift_exporter::db::{self, ErrorKind, Target};
-use redshift_exporter::pgtemp::TempCluster;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -292,29 +291,7 @@ async fn cancel_requests_reach_a_sha256_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_and_cancel_against_postgresql_pass_through_the_adapter() {
-    let pki = make_pki();
-    let cluster = tokio::task::spawn_blocking(move || {
-        let crt = std::fs::read(pki.path("server.crt")).unwrap();
-        let key = std::fs::read(pki.path("server.key")).unwrap();
-        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 md5\n";
-        let c = TempCluster::start_with(
-            &[
-                ("server.crt", &crt, 0o644),
-                ("server.key", &key, 0o600),
-                ("pg_hba.conf", hba.as_bytes(), 0o600),
-            ],
-            &[
-                ("ssl", "on"),
-                ("ssl_cert_file", "server.crt"),
-                ("ssl_key_file", "server.key"),
-            ],
-        )
-        .expect("a throwaway PostgreSQL with TLS starts");
-        (c, pki)
-    })
-    .await
-    .unwrap();
-    let (cluster, pki): (TempCluster, Pki) = cluster;
+    let (cluster, pki) = crate::aws_login::tls_cluster_with("md5").await;
     let admin = TestDb::at("127.0.0.1", cluster.port(), "postgres", "postgres", None);
     // A pre-hashed 'md5…' password is stored as MD5 whatever password_encryption says.
     admin
