@@ -12,41 +12,9 @@ use redshift_exporter::pgtemp::TempCluster;
 
 use crate::support::TestDb;
 use crate::support::aws::stand_in;
-use crate::tls::{Pki, make_pki};
+use crate::tls::Pki;
 
-/// A PostgreSQL with TLS where everyone but `postgres` logs in with a SCRAM password over TLS.
-pub(crate) async fn tls_cluster() -> (TempCluster, Pki) {
-    tls_cluster_with("scram-sha-256").await
-}
-
-/// A PostgreSQL with TLS where everyone but `postgres` logs in over TLS with the pg_hba
-/// password `method` (`scram-sha-256`, `md5`).
-pub(crate) async fn tls_cluster_with(method: &'static str) -> (TempCluster, Pki) {
-    tokio::task::spawn_blocking(move || {
-        let pki = make_pki();
-        let crt = std::fs::read(pki.path("server.crt")).unwrap();
-        let key = std::fs::read(pki.path("server.key")).unwrap();
-        let hba = format!(
-            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 {method}\n"
-        );
-        let c = TempCluster::start_with(
-            &[
-                ("server.crt", &crt, 0o644),
-                ("server.key", &key, 0o600),
-                ("pg_hba.conf", hba.as_bytes(), 0o600),
-            ],
-            &[
-                ("ssl", "on"),
-                ("ssl_cert_file", "server.crt"),
-                ("ssl_key_file", "server.key"),
-            ],
-        )
-        .expect("a throwaway PostgreSQL with TLS starts");
-        (c, pki)
-    })
-    .await
-    .unwrap()
-}
+pub(crate) use crate::tls::tls_cluster;
 
 fn admin(c: &TempCluster) -> TestDb {
     TestDb::at("127.0.0.1", c.port(), "postgres", "postgres", None)

@@ -291,7 +291,7 @@ async fn cancel_requests_reach_a_sha256_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_and_cancel_against_postgresql_pass_through_the_adapter() {
-    let (cluster, pki) = crate::aws_login::tls_cluster_with("md5").await;
+    let (cluster, pki) = crate::tls::tls_cluster_with("md5").await;
     let admin = TestDb::at("127.0.0.1", cluster.port(), "postgres", "postgres", None);
     // A pre-hashed 'md5…' password is stored as MD5 whatever password_encryption says.
     admin

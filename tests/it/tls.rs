@@ -99,11 +99,17 @@ pub(crate) fn make_pki() -> Pki {
     Pki { dir }
 }
 
-fn start_ssl_cluster(pki: &Pki) -> TempCluster {
+/// A throwaway PostgreSQL with TLS on `pki`'s server certificate; `hba` replaces pg_hba.conf.
+fn start_ssl_cluster(pki: &Pki, hba: Option<&str>) -> TempCluster {
     let crt = std::fs::read(pki.path("server.crt")).unwrap();
     let key = std::fs::read(pki.path("server.key")).unwrap();
+    let mut files: Vec<(&str, &[u8], u32)> =
+        vec![("server.crt", &crt, 0o644), ("server.key", &key, 0o600)];
+    if let Some(h) = hba {
+        files.push(("pg_hba.conf", h.as_bytes(), 0o600));
+    }
     TempCluster::start_with(
-        &[("server.crt", &crt, 0o644), ("server.key", &key, 0o600)],
+        &files,
         &[
             ("ssl", "on"),
             ("ssl_cert_file", "server.crt"),
@@ -160,7 +166,7 @@ fn encrypted(out: &str) -> String {
 #[test]
 fn tls_to_the_database_verifies_ca_and_host_name() {
     let pki = make_pki();
-    let cluster = start_ssl_cluster(&pki);
+    let cluster = start_ssl_cluster(&pki, None);
     let port = cluster.port();
     let dir = pki.dir.path();
     let ca = pki.path("ca.crt").display().to_string();
@@ -237,4 +243,25 @@ fn tls_to_the_database_verifies_ca_and_host_name() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(encrypted(&out), "0", "disable must not encrypt");
     drop(cluster);
+}
+
+/// A PostgreSQL with TLS where everyone but `postgres` logs in with a SCRAM password over TLS.
+#[cfg(feature = "aws")]
+pub(crate) async fn tls_cluster() -> (TempCluster, Pki) {
+    tls_cluster_with("scram-sha-256").await
+}
+
+/// A PostgreSQL with TLS where everyone but `postgres` logs in over TLS with the pg_hba
+/// password `method` (`scram-sha-256`, `md5`).
+pub(crate) async fn tls_cluster_with(method: &'static str) -> (TempCluster, Pki) {
+    tokio::task::spawn_blocking(move || {
+        let pki = make_pki();
+        let hba = format!(
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 {method}\n"
+        );
+        let c = start_ssl_cluster(&pki, Some(&hba));
+        (c, pki)
+    })
+    .await
+    .unwrap()
 }
