@@ -9,9 +9,12 @@
 //! (`tokio::time::sleep_until`, monotonic clock), takes the slot's run lock and *awaits* the
 //! run, so a check can never overlap itself. The due time and the lock live in the slot's
 //! [`SlotClock`], which a reload hands to the next configuration when the check is unchanged:
-//! reloads neither delay nor repeat its runs. Interval checks keep their phase (due times are
-//! `first run + k × interval`); scheduled times that pass while the previous run is still
-//! going are skipped and counted (`runs_total{result="skipped"}`), never caught up in a burst.
+//! reloads neither delay nor repeat its runs. Interval checks keep their phase: due times are
+//! `first run + k × interval` for a check on one target, and for a check on several targets
+//! `phase + k × interval` with a per-(check, target) phase spread over the interval
+//! (`phase.rs`), so a fleet's targets do not all run a check at the same instant; scheduled
+//! times that pass while the previous run is still going are skipped and counted
+//! (`runs_total{result="skipped"}`), never caught up in a burst.
 //! Cron checks (croner; six fields, seconds first, UTC; when both day-of-month and
 //! day-of-week are restricted a day must match both) run at each next occurrence after the
 //! previous run.
@@ -42,6 +45,7 @@ use crate::recovery::Health;
 use crate::sample;
 use crate::snapshot::{RunRecord, Store};
 
+mod phase;
 mod timer;
 pub use timer::{Scheduler, parse_cron};
 

@@ -11,12 +11,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Runner;
+use super::{Runner, phase};
 use crate::config::Schedule;
 
 /// How a check's due times follow each other.
 enum Timing {
+    /// Every interval after the first run (a check on one target).
     Interval(Duration),
+    /// On the slot's own phase in the interval (a check on several targets; [`phase`]).
+    Phased(phase::Grid),
     Cron(Box<croner::Cron>),
 }
 
@@ -27,9 +30,20 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
 }
 
 impl Timing {
-    fn of(schedule: &Schedule) -> Self {
+    /// The timing of a slot of a check on `spread` = several targets (`check`, `target`: the
+    /// names its phase is hashed from).
+    fn of(schedule: &Schedule, spread: Option<(&str, &str)>) -> Self {
         match schedule {
-            Schedule::Interval(d) => Timing::Interval((*d).max(Duration::from_millis(1))),
+            Schedule::Interval(d) => {
+                let every = (*d).max(Duration::from_millis(1));
+                match spread {
+                    Some((check, target)) => Timing::Phased(phase::Grid::aligned(
+                        every,
+                        phase::offset(check, target, every),
+                    )),
+                    None => Timing::Interval(every),
+                }
+            }
             // Validated at load; an expression that fails here never fires.
             Schedule::Cron(expr) => match parse_cron(expr) {
                 Ok(c) => Timing::Cron(Box::new(c)),
@@ -48,6 +62,7 @@ impl Timing {
     ) -> (Instant, u64) {
         match self {
             Timing::Interval(every) => next_interval(due, now, *every),
+            Timing::Phased(grid) => grid.next(due, now),
             Timing::Cron(cron) => {
                 let started_wall = wall
                     - chrono::Duration::from_std(now.saturating_duration_since(due))
@@ -97,13 +112,29 @@ pub struct Scheduler {
 impl Scheduler {
     /// Starts one task per slot. A slot whose clock has no due time yet, or that `run_now`
     /// marks (every slot at start; new and changed ones on reload), runs at once, whether
-    /// interval or cron; a carried clock keeps its due time.
+    /// interval or cron; a carried clock keeps its due time. Interval slots of a check on
+    /// several targets then run on their own phase ([`phase`]): the first run stays at once
+    /// because readiness waits for every slot's first result, and the start-up burst is
+    /// already paced by each target's pool; it is the repeats that would burst every interval.
     pub fn start(runner: &Arc<Runner>, run_now: &[bool]) -> Self {
         let stop = CancellationToken::new();
         let now = Instant::now();
+        let mut per_check = std::collections::HashMap::new();
+        for s in &runner.store.read().slots {
+            *per_check.entry(s.check_index).or_insert(0usize) += 1;
+        }
         for (slot, &now_due) in run_now.iter().enumerate().take(runner.slot_count()) {
-            let check = runner.store.read().slots[slot].check.clone();
-            let timing = Timing::of(&check.schedule);
+            let (check, spread, target) = {
+                let st = runner.store.read();
+                let s = &st.slots[slot];
+                (
+                    s.check.clone(),
+                    per_check[&s.check_index] > 1,
+                    s.target.clone(),
+                )
+            };
+            let names = spread.then_some((check.name.as_str(), &*target));
+            let timing = Timing::of(&check.schedule, names);
             let clock = &runner.clocks[slot];
             if now_due || clock.due().is_none() {
                 clock.set_due(now);
@@ -202,7 +233,7 @@ mod tests {
 
     #[test]
     fn cron_follows_its_expression_not_an_interval() {
-        let timing = Timing::of(&Schedule::Cron("*/10 * * * * *".into()));
+        let timing = Timing::of(&Schedule::Cron("*/10 * * * * *".into()), Some(("c", "t")));
         let now = Instant::now();
         let wall = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:03Z")
             .unwrap()

@@ -24,6 +24,7 @@ mod harness;
 mod mapping;
 mod pack;
 mod pages;
+mod phase;
 mod prometheus;
 mod reload;
 mod resilience;
