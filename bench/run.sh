@@ -5,6 +5,7 @@
 #   bash bench/run.sh            # full run (about 4 minutes after the release build)
 #   bash bench/run.sh recovery   # only the recovery scenario (about 30 s)
 #   bash bench/run.sh fleet      # only the fleet scenario (FLEET_N targets x the shipped pack, about 1.5 min)
+#   bash bench/run.sh archive    # only the archive scenario (ROWS rows to CSV next to psql COPY, about 15 s)
 #   bash bench/run.sh --smoke    # every scenario for a second or two: keeps the script working;
 #                                # the figures mean nothing and nothing ever fails on a timing
 #
@@ -21,6 +22,7 @@ ONLY=
 [[ ${1:-} == --smoke ]] && SMOKE=1
 [[ ${1:-} == recovery ]] && ONLY=recovery
 [[ ${1:-} == fleet ]] && ONLY=fleet
+[[ ${1:-} == archive ]] && ONLY=archive
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if ((SMOKE)); then WRK_S=1; IDLE_S=1; CPU_S=3; ROWS=20000; FLEET_N=${FLEET_N:-5}; else WRK_S=10; IDLE_S=12; CPU_S=10; ROWS=1000000; FLEET_N=${FLEET_N:-100}; fi
 
@@ -183,6 +185,29 @@ recovery() {
     row "recovery after ${down_s} s down: 5 s check" "${r5s} s" "interval 5 s" "$(calc "round($r5s/5, 3)")" "from PostgreSQL accepting connections to success"
     row "recovery after ${down_s} s down: 5 min check" "${r5m} s" "interval 300 s" "$(calc "round($r5m/300, 4)")" "target <= 5 s"
 }
+# --- 4. archive: a large result streamed to CSV -----------------------------------------------------------
+archive_scenario() {
+    query="SELECT g AS id, 'row ' || g AS name, g * 1.5 AS v, TIMESTAMPTZ '2026-01-01 00:00:00+00' + g * INTERVAL '1 second' AS ts FROM generate_series(1, $ROWS) g"
+    t0=$(now)
+    psql "$pg/bench" -XqAt -c "COPY ($query) TO STDOUT WITH CSV HEADER" >"$work/copy.csv"
+    t1=$(now)
+    copy_rps=$(calc "round($ROWS / ($t1 - $t0))")
+    mkdir -p "$work/archive"
+    check "big" "$query" '["id"]' '["v"]' | config "$work/big.toml" 2 10000 "$work/archive"
+    exporter "$work/big.toml"
+    wait_for '/^redshift_exporter_archive_files_total\{/ && $2 == 1 {print "yes"}' 300
+    m=$(metrics)
+    big_hwm=$(status_kb "$epid" VmHWM)
+    stop_exporter
+    big_dur=$(awk '/^redshift_exporter_check_duration_seconds\{/ {print $2}' <<<"$m")
+    big_series=$(grep -c '^bench_big_v{' <<<"$m" || true)
+    csv_lines=$(find "$work/archive" -name '*.csv' -exec cat {} + | wc -l)
+    ex_rps_rows=$(calc "round($ROWS / $big_dur)")
+    row "archive $ROWS rows -> CSV: rows/s" "$ex_rps_rows" "psql COPY $copy_rps" "$(calc "round($ex_rps_rows/$copy_rps, 2)")" "CSV lines $csv_lines; series on /metrics $big_series (cap 10000)"
+    row "  peak RSS while streaming" "$((big_hwm / 1024)).$((big_hwm % 1024 * 10 / 1024)) MB" "" "" "target <= 64 MB"
+}
+
+if [[ $ONLY == archive ]]; then archive_scenario; table; exit 0; fi
 [[ $ONLY == fleet ]] || recovery
 if [[ $ONLY == recovery ]]; then table; exit 0; fi
 
@@ -351,25 +376,7 @@ pack_threads=$(status_kb "$epid" Threads)
 stop_exporter
 row "RSS idle, shipped pack (provisioned emulation)" "$((pack_rss / 1024)).$((pack_rss % 1024 * 10 / 1024)) MB" "" "" "target <= 8 MB; peak $((pack_hwm / 1024)).$((pack_hwm % 1024 * 10 / 1024)) MB, $pack_threads threads"
 
-# --- 4. archive: a large result streamed to CSV -----------------------------------------------------------
-query="SELECT g AS id, 'row ' || g AS name, g * 1.5 AS v, TIMESTAMPTZ '2026-01-01 00:00:00+00' + g * INTERVAL '1 second' AS ts FROM generate_series(1, $ROWS) g"
-t0=$(now)
-psql "$pg/bench" -XqAt -c "COPY ($query) TO STDOUT WITH CSV HEADER" >"$work/copy.csv"
-t1=$(now)
-copy_rps=$(calc "round($ROWS / ($t1 - $t0))")
-mkdir -p "$work/archive"
-check "big" "$query" '["id"]' '["v"]' | config "$work/big.toml" 2 10000 "$work/archive"
-exporter "$work/big.toml"
-wait_for '/^redshift_exporter_archive_files_total\{/ && $2 == 1 {print "yes"}' 300
-m=$(metrics)
-big_hwm=$(status_kb "$epid" VmHWM)
-stop_exporter
-big_dur=$(awk '/^redshift_exporter_check_duration_seconds\{/ {print $2}' <<<"$m")
-big_series=$(grep -c '^bench_big_v{' <<<"$m" || true)
-csv_lines=$(find "$work/archive" -name '*.csv' -exec cat {} + | wc -l)
-ex_rps_rows=$(calc "round($ROWS / $big_dur)")
-row "archive $ROWS rows -> CSV: rows/s" "$ex_rps_rows" "psql COPY $copy_rps" "$(calc "round($ex_rps_rows/$copy_rps, 2)")" "CSV lines $csv_lines; series on /metrics $big_series (cap 10000)"
-row "  peak RSS while streaming" "$((big_hwm / 1024)).$((big_hwm % 1024 * 10 / 1024)) MB" "" "" "target <= 64 MB"
+archive_scenario
 
 # --- 5a. cost curve: scrape latency by series count ---------------------------------------------------------
 lat1=
