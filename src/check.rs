@@ -35,8 +35,10 @@ pub enum Message {
     Rows(Rows),
 }
 
-/// A batch is sent when it holds this many rows…
-const BATCH_ROWS: usize = 256;
+/// A batch is sent when it holds this many rows… (1,024 rows of a typical archive result are
+/// 40–60 kB: fewer channel hops per row than 256, and still one allocation under malloc's
+/// mmap threshold.)
+const BATCH_ROWS: usize = 1024;
 /// …or this much text, whichever comes first (and at the end of the result).
 const BATCH_BYTES: usize = 64 * 1024;
 

@@ -10,6 +10,8 @@
 //! - the first row with a given label set wins; later duplicates are dropped and counted;
 //! - at most `max_series` series (rows × value columns) are kept; the rest are counted.
 
+use std::hash::BuildHasherDefault;
+
 use crate::config::CheckConfig;
 use crate::rows::Row;
 
@@ -207,11 +209,16 @@ pub struct Sampler<'c> {
     label_ix: Vec<usize>,
     value_ix: Vec<usize>,
     out: Samples,
-    /// Hash of a kept row's label set → its index in `out.rows`.
-    index: std::collections::HashMap<u64, u32>,
+    /// Hash of a kept row's label set → its index in `out.rows`. The key is already a hash:
+    /// the map uses it as is instead of hashing it again.
+    index: std::collections::HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
     /// Kept rows whose label hash collided with another label set (practically never).
     collided: Vec<(u64, u32)>,
-    hasher: std::collections::hash_map::RandomState,
+    /// The label hash's per-run seed. Every row is hashed, also the rows past the series cap
+    /// (duplicates are counted as such), so this is on the per-row path of a million-row
+    /// archive: a multiply-rotate hash, not SipHash (collisions cost a comparison, never
+    /// correctness).
+    seed: u64,
     series: usize,
 }
 
@@ -242,21 +249,24 @@ impl<'c> Sampler<'c> {
                 preview: Some(Preview::new(columns)),
                 ..Samples::default()
             },
-            index: std::collections::HashMap::new(),
+            index: std::collections::HashMap::default(),
             collided: Vec::new(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            seed: {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+            },
             series: 0,
         })
     }
 
     /// One result row (nullable text values in result column order).
     pub fn push<R: Row + ?Sized>(&mut self, row: &R) {
-        use std::hash::{BuildHasher, Hash, Hasher};
+        use std::hash::{Hash, Hasher};
         if let Some(p) = self.out.preview.as_mut() {
             p.push(row);
         }
         let label = |i: usize| row.field(i).map(|s| s.trim_end_matches(' ')).unwrap_or("");
-        let mut h = self.hasher.build_hasher();
+        let mut h = LabelHasher(self.seed);
         for &i in &self.label_ix {
             label(i).hash(&mut h);
         }
@@ -322,6 +332,51 @@ impl<'c> Sampler<'c> {
     /// The samples so far.
     pub fn finish(self) -> Samples {
         self.out
+    }
+}
+
+/// The label-set hash of [`Sampler`]: eight bytes at a time, multiply and rotate (the
+/// rustc-hash scheme), finished with a mix so the map's bucket bits depend on every byte.
+struct LabelHasher(u64);
+
+impl std::hash::Hasher for LabelHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0 ^ w).wrapping_mul(K).rotate_left(26);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        // The length keeps "a" and "a\0" apart.
+        let w = u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 59);
+        self.0 = (self.0 ^ w).wrapping_mul(K).rotate_left(26);
+    }
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+}
+
+/// The hasher of a map whose keys are hashes already: the key itself.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -400,6 +455,31 @@ mod tests {
         assert_eq!(s.error_count(SampleError::Null), 1);
         assert_eq!(s.error_count(SampleError::NotANumber), 1);
         assert_eq!(s.series(), 4);
+    }
+
+    #[test]
+    fn label_hashes_are_seeded_and_tell_label_sets_apart() {
+        use std::hash::{Hash, Hasher};
+        let hash = |seed: u64, labels: &[&str]| {
+            let mut h = LabelHasher(seed);
+            for l in labels {
+                l.hash(&mut h);
+            }
+            h.finish()
+        };
+        assert_eq!(hash(7, &["a", "b"]), hash(7, &["a", "b"]));
+        assert_ne!(hash(7, &["a", "b"]), hash(8, &["a", "b"]));
+        // field boundaries count: ("ab", "") is not ("a", "b"), nor "a" "a\0"
+        assert_ne!(hash(7, &["ab", ""]), hash(7, &["a", "b"]));
+        assert_ne!(hash(7, &["a"]), hash(7, &["a\0"]));
+        let distinct: std::collections::HashSet<u64> = (0..100_000)
+            .map(|i| hash(7, &[&format!("node-{i}"), "slice"]))
+            .collect();
+        assert_eq!(
+            distinct.len(),
+            100_000,
+            "no collisions among 100k label sets"
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod phase;
 mod timer;
 pub use timer::{Scheduler, parse_cron};
 
-/// Row batches (up to 256 rows or 64 kB each, see `check`) buffered between the connection
+/// Row batches (up to 1,024 rows or 64 kB each, see `check`) buffered between the connection
 /// and the sampler.
 const ROW_BUFFER: usize = 4;
 /// Row batches buffered between the sampler and the CSV writer.
