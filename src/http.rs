@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 mod archive;
 pub mod page;
 
-use crate::exposition::{CONTENT_TYPE, Exposition};
+use crate::exposition::{Exposition, Format};
 use crate::snapshot::Store;
 use crate::web_config::{AuthResult, WebConfig};
 
@@ -194,15 +194,20 @@ async fn handle(web: &Web, req: Request<Incoming>) -> Response<Body> {
 /// so the (large, shared) cached bytes are never copied per scrape.
 fn metrics(web: &Web, req: &Request<Incoming>) -> Response<Body> {
     let live = web.live();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     let builder = Response::builder()
-        .header(header::CONTENT_TYPE, CONTENT_TYPE)
-        .header(header::VARY, "Accept-Encoding");
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header(header::VARY, "Accept, Accept-Encoding");
     if accepts_gzip(req.headers()) {
         builder
             .header(header::CONTENT_ENCODING, "gzip")
-            .body(Body::new(live.exposition.render_gzip_parts()))
+            .body(Body::new(live.exposition.render_gzip_parts_as(format)))
     } else {
-        builder.body(Body::new(live.exposition.render_parts()))
+        builder.body(Body::new(live.exposition.render_parts_as(format)))
     }
     .expect("static response parts are valid")
 }

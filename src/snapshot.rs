@@ -111,7 +111,8 @@ pub struct Status {
     pub rows: u64,
     /// Unix seconds of the last run's start; 0 before the first run.
     pub last_run: f64,
-    /// Unix seconds of the last successful run's start; 0 before the first success.
+    /// Unix seconds of the last successful run's start; 0 before the first success (not
+    /// exported then: the exposition leaves the series out).
     pub last_success: f64,
     /// Why the last run failed, if it did.
     pub last_error: Option<CheckError>,

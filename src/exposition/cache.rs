@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::Format;
 use super::families::{self, Content, FamilyLayout, SlotView, TargetView};
 use super::gzip::{Fragment, Gzipped};
 use crate::snapshot::Store;
@@ -42,8 +43,10 @@ struct Group {
 }
 
 struct Family {
-    header: Bytes,
-    header_gz: Fragment,
+    /// The `# HELP`/`# TYPE` lines per format ([`super::Format`]'s index), plain and
+    /// compressed: everything else in a family is the same bytes in every format.
+    header: [Bytes; Format::COUNT],
+    header_gz: [Fragment; Format::COUNT],
     content: Content,
     groups: Vec<Group>,
 }
@@ -67,10 +70,10 @@ struct Renderer {
     /// The store generation the groups reflect.
     generation: u64,
     layout: Option<Layout>,
-    /// The chunks of a plain scrape, for `generation`; built on demand.
-    plain: Option<Arc<[Bytes]>>,
-    /// The gzip prefix, for `generation`; built on demand.
-    gzip: Option<Arc<Gzipped>>,
+    /// The chunks of a plain scrape per format, for `generation`; built on demand.
+    plain: [Option<Arc<[Bytes]>>; Format::COUNT],
+    /// The gzip prefix per format, for `generation`; built on demand.
+    gzip: [Option<Arc<Gzipped>>; Format::COUNT],
 }
 
 /// The snapshot part, kept up to date by whichever scrape first sees a new generation.
@@ -81,15 +84,15 @@ impl Cache {
         Cache(Mutex::new(Renderer::default()))
     }
 
-    /// The chunks of the snapshot part, in order.
-    pub(super) fn plain(&self, store: &Store) -> Arc<[Bytes]> {
+    /// The chunks of the snapshot part, in order, with the headers of format `fi`.
+    pub(super) fn plain(&self, store: &Store, fi: usize) -> Arc<[Bytes]> {
         let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
         r.update(store);
-        if r.plain.is_none() {
+        if r.plain[fi].is_none() {
             let layout = r.layout.as_ref().expect("updated");
             let mut out = Vec::new();
             for f in layout.families.iter().filter(|f| !f.is_empty()) {
-                out.push(f.header.clone());
+                out.push(f.header[fi].clone());
                 out.extend(
                     f.groups
                         .iter()
@@ -97,31 +100,31 @@ impl Cache {
                         .map(|g| g.text.clone()),
                 );
             }
-            r.plain = Some(out.into());
+            r.plain[fi] = Some(out.into());
         }
-        r.plain.clone().expect("just built")
+        r.plain[fi].clone().expect("just built")
     }
 
-    /// The snapshot part as the start of a gzip member.
-    pub(super) fn gzip(&self, store: &Store) -> Arc<Gzipped> {
+    /// The snapshot part as the start of a gzip member, with the headers of format `fi`.
+    pub(super) fn gzip(&self, store: &Store, fi: usize) -> Arc<Gzipped> {
         let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
         r.update(store);
-        if r.gzip.is_none() {
+        if r.gzip[fi].is_none() {
             let layout = r.layout.as_mut().expect("updated");
             let mut frags: Vec<&Fragment> = Vec::new();
             for f in layout.families.iter_mut() {
                 if f.is_empty() {
                     continue;
                 }
-                frags.push(&f.header_gz);
+                frags.push(&f.header_gz[fi]);
                 for g in f.groups.iter_mut().filter(|g| !g.text.is_empty()) {
                     frags.push(g.gz.get_or_insert_with(|| Fragment::new(&g.text)));
                 }
             }
             let gz = Arc::new(Gzipped::from_fragments(&frags));
-            r.gzip = Some(gz);
+            r.gzip[fi] = Some(gz);
         }
-        r.gzip.clone().expect("just built")
+        r.gzip[fi].clone().expect("just built")
     }
 }
 
@@ -152,8 +155,8 @@ impl Renderer {
             // A write that changed nothing shown here.
             return;
         }
-        self.plain = None;
-        self.gzip = None;
+        self.plain = Default::default();
+        self.gzip = Default::default();
         if first {
             let targets = targets.as_deref().expect("first render reads targets");
             let views: Vec<&SlotView> = slots.iter().map(|(_, v)| v).collect();
@@ -253,8 +256,8 @@ impl Layout {
                         }
                     };
                     Family {
-                        header_gz: Fragment::new(header.as_bytes()),
-                        header: Bytes::from(header),
+                        header_gz: header.each_ref().map(|h| Fragment::new(h.as_bytes())),
+                        header: header.map(Bytes::from),
                         content,
                         groups,
                     }
@@ -336,11 +339,19 @@ mod tests {
     use crate::snapshot::RunRecord;
 
     fn plain(c: &Cache, store: &Store) -> String {
-        String::from_utf8(c.plain(store).concat()).unwrap()
+        plain_as(c, store, Format::Text)
+    }
+
+    fn plain_as(c: &Cache, store: &Store, f: Format) -> String {
+        String::from_utf8(c.plain(store, f.index()).concat()).unwrap()
     }
 
     fn gunzip(c: &Cache, store: &Store) -> String {
-        let g = c.gzip(store);
+        gunzip_as(c, store, Format::Text)
+    }
+
+    fn gunzip_as(c: &Cache, store: &Store, f: Format) -> String {
+        let g = c.gzip(store, f.index());
         let gz = [g.prefix.concat(), g.finish_tail(b"").to_vec()].concat();
         let mut out = String::new();
         flate2::read::GzDecoder::new(&gz[..])
@@ -351,6 +362,12 @@ mod tests {
 
     fn reference(store: &Store) -> String {
         String::from_utf8(encode(&snapshot_families(&store.read())).to_vec()).unwrap()
+    }
+
+    fn reference_as(store: &Store, f: Format) -> String {
+        let mut out = String::new();
+        crate::exposition::encode_into(&mut out, &snapshot_families(&store.read()), f);
+        out
     }
 
     /// Whatever changes, in whatever order, the spliced text is what a full render through
@@ -415,8 +432,15 @@ mod tests {
             }
             assert_eq!(plain(&cache, &store), reference(&store), "round {round}");
             assert_eq!(gunzip(&cache, &store), reference(&store), "round {round}");
+            // OpenMetrics: the same samples under its own headers, plain and gzip.
+            let om = Format::OpenMetrics(crate::exposition::OpenMetricsVersion::V1_0_0);
+            assert_eq!(plain_as(&cache, &store, om), reference_as(&store, om));
+            assert_eq!(gunzip_as(&cache, &store, om), reference_as(&store, om));
             // Nothing changed: the same chunks.
-            assert!(Arc::ptr_eq(&cache.plain(&store), &cache.plain(&store)));
+            assert!(Arc::ptr_eq(
+                &cache.plain(&store, 0),
+                &cache.plain(&store, 0)
+            ));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Value, escape};
+use super::{Format, Value, escape};
 use crate::capability::Capabilities;
 use crate::config::CheckConfig;
 use crate::db::ErrorKind;
@@ -77,37 +77,48 @@ impl TargetView {
     }
 }
 
-/// The per-slot gauge families: name, help, and whether the series waits for a first run.
-const SLOT_GAUGES: [(&str, &str, bool); 6] = [
+/// When a per-slot gauge has a value to show: a state nobody has measured is absent, not 0.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// Configuration (the interval): from the start.
+    Always,
+    /// Once a run finished (success, duration, rows, last run).
+    AfterRun,
+    /// Once a run succeeded (the last success's time: before it there is none).
+    AfterSuccess,
+}
+
+/// The per-slot gauge families: name, help, and when the series appears.
+const SLOT_GAUGES: [(&str, &str, Shown); 6] = [
     (
         "redshift_exporter_check_success",
         "Whether the check's last run succeeded (1) or not (0).",
-        true,
+        Shown::AfterRun,
     ),
     (
         "redshift_exporter_check_duration_seconds",
         "Duration of the check's last run.",
-        true,
+        Shown::AfterRun,
     ),
     (
         "redshift_exporter_check_rows",
         "Rows returned by the check's last run.",
-        true,
+        Shown::AfterRun,
     ),
     (
         "redshift_exporter_check_interval_seconds",
         "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
-        false,
+        Shown::Always,
     ),
     (
         "redshift_exporter_check_last_run_timestamp_seconds",
         "Start of the check's last run, Unix time.",
-        true,
+        Shown::AfterRun,
     ),
     (
         "redshift_exporter_check_last_success_timestamp_seconds",
-        "Start of the check's last successful run, Unix time (0 before the first success).",
-        false,
+        "Start of the check's last successful run, Unix time (absent until the first success).",
+        Shown::AfterSuccess,
     ),
 ];
 
@@ -153,8 +164,9 @@ const BUILD_INFO: (&str, &str) = (
 
 /// One family of the snapshot part, in exposition order.
 pub(super) struct FamilyLayout {
-    /// `# HELP` and `# TYPE` lines.
-    pub(super) header: String,
+    /// `# HELP` and `# TYPE` lines, for each [`Format`] (indexed by [`Format::index`]): they
+    /// differ for counters (OpenMetrics names the family without `_total`) and in escaping.
+    pub(super) header: [String; Format::COUNT],
     pub(super) content: Content,
     /// Lines each entry holds once its slot ran; 0 when it depends on the results (data).
     pub(super) lines_per_entry: usize,
@@ -171,11 +183,12 @@ pub(super) enum Content {
     Fixed(String),
 }
 
-fn header_text(name: &str, help: &str, kind: &str) -> String {
-    format!(
-        "# HELP {name} {}\n# TYPE {name} {kind}\n",
-        escape(help, false)
-    )
+fn header_text(name: &str, help: &str, kind: &str) -> [String; Format::COUNT] {
+    Format::ALL.map(|f| {
+        let mut out = String::new();
+        super::header(&mut out, name, help, kind, f);
+        out
+    })
 }
 
 /// The families and their entries for these slots (every slot of the store, in order):
@@ -299,11 +312,17 @@ pub(super) fn write_slot(
         ends.push(out.len());
     }
     // A slot that has not finished a run yet has no success, duration, rows or run time to
-    // report: those series are absent until then rather than a made-up 0. The interval is
-    // configuration, and the last-success timestamp keeps its documented 0 (the stale-check
-    // alert relies on it to notice a check that never succeeds, or never finishes a run).
-    for (name, _, only_measured) in SLOT_GAUGES {
-        if s.applicable && (s.ran || !only_measured) {
+    // report, and one that never succeeded has no last success: those series are absent
+    // until then rather than a made-up 0. The interval is configuration, always known; the
+    // stale-check alert pairs it with the process start to notice a check that never
+    // succeeds (deploy/prometheus/rules/exporter.rules.yml).
+    for (name, _, shown) in SLOT_GAUGES {
+        let known = match shown {
+            Shown::Always => true,
+            Shown::AfterRun => s.ran,
+            Shown::AfterSuccess => s.last_success > 0.0,
+        };
+        if s.applicable && known {
             let v = match name {
                 "redshift_exporter_check_success" => {
                     if s.success {

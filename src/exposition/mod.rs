@@ -21,12 +21,15 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 mod archive;
 mod cache;
 mod families;
+mod format;
 mod gzip;
 mod process;
 
 use crate::db::PoolStats;
 use crate::snapshot::{ReloadStatus, Store};
 use cache::Cache;
+use format::{EOF, header};
+pub use format::{Format, OpenMetricsVersion};
 use process::{process_start_time, write_process};
 
 /// Content type of the Prometheus text format.
@@ -79,7 +82,12 @@ impl Exposition {
 
     /// The full exposition.
     pub fn render(&self) -> Bytes {
-        let parts = self.render_parts();
+        self.render_as(Format::Text)
+    }
+
+    /// The full exposition in `format`.
+    pub fn render_as(&self, format: Format) -> Bytes {
+        let parts = self.render_parts_as(format);
         let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
         for p in &parts {
             out.extend_from_slice(p);
@@ -92,10 +100,18 @@ impl Exposition {
     /// first: hyper queues it and sends it with the headers and the first chunks in one
     /// vectored write.
     pub fn render_parts(&self) -> Vec<Bytes> {
-        let cached = self.cache.plain(&self.store);
-        let mut out = Vec::with_capacity(cached.len() + 1);
-        out.push(self.dynamic_part());
+        self.render_parts_as(Format::Text)
+    }
+
+    /// [`Exposition::render_parts`] in `format` (OpenMetrics: with `# EOF` last).
+    pub fn render_parts_as(&self, format: Format) -> Vec<Bytes> {
+        let cached = self.cache.plain(&self.store, format.index());
+        let mut out = Vec::with_capacity(cached.len() + 2);
+        out.push(self.dynamic_part(format));
         out.extend(cached.iter().cloned());
+        if format != Format::Text {
+            out.push(Bytes::from_static(EOF));
+        }
         out
     }
 
@@ -106,11 +122,25 @@ impl Exposition {
         self.render_gzip_parts().concat().into()
     }
 
+    /// [`Exposition::render_gzip`] in `format`.
+    pub fn render_gzip_as(&self, format: Format) -> Bytes {
+        self.render_gzip_parts_as(format).concat().into()
+    }
+
     /// [`Exposition::render_gzip`] as chunks: the cached compressed groups (shared, not
     /// copied) and the per-scrape deflate blocks plus the gzip trailer.
     pub fn render_gzip_parts(&self) -> Vec<Bytes> {
-        let cached = self.cache.gzip(&self.store);
-        let dynamic = self.dynamic_part();
+        self.render_gzip_parts_as(Format::Text)
+    }
+
+    /// [`Exposition::render_gzip_parts`] in `format` (the per-scrape part, and for
+    /// OpenMetrics `# EOF`, are the last blocks of the stream).
+    pub fn render_gzip_parts_as(&self, format: Format) -> Vec<Bytes> {
+        let cached = self.cache.gzip(&self.store, format.index());
+        let mut dynamic = BytesMut::from(&self.dynamic_part(format)[..]);
+        if format != Format::Text {
+            dynamic.extend_from_slice(EOF);
+        }
         let mut out = Vec::with_capacity(cached.prefix.len() + 1);
         out.extend(cached.prefix.iter().cloned());
         out.push(cached.finish_tail(&dynamic));
@@ -120,13 +150,14 @@ impl Exposition {
     /// What changes on every scrape: pool gauges, reload status, `process_*`. Written by
     /// hand (a few hundred bytes, labels are validated target names and fixed words), in
     /// the same text format as the encoder's.
-    fn dynamic_part(&self) -> Bytes {
+    fn dynamic_part(&self, format: Format) -> Bytes {
         let mut out = String::with_capacity(2048);
         header(
             &mut out,
             "redshift_exporter_pool_connections",
             "Sessions in the target's pool, by state.",
             "gauge",
+            format,
         );
         let stats: Vec<(&str, PoolStats)> =
             self.pools.iter().map(|(n, f)| (n.as_str(), f())).collect();
@@ -147,6 +178,7 @@ impl Exposition {
             "redshift_exporter_pool_max_connections",
             "Maximum sessions the target's pool may open.",
             "gauge",
+            format,
         );
         for (name, s) in &stats {
             let _ = writeln!(
@@ -164,6 +196,7 @@ impl Exposition {
             "redshift_exporter_config_last_reload_successful",
             "Whether the last configuration reload succeeded (1) or not (0).",
             "gauge",
+            format,
             if self.reload.successful() { 1.0 } else { 0.0 },
         );
         single(
@@ -171,25 +204,20 @@ impl Exposition {
             "redshift_exporter_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration (re)load.",
             "gauge",
+            format,
             self.reload.last_success(),
         );
         if let Some((stats, uploads)) = &self.archive {
             // Archive lifecycle families change with every write, deletion and upload.
-            out.push_str(&String::from_utf8_lossy(&encode(&archive::families(
-                stats, *uploads,
-            ))));
+            encode_into(&mut out, &archive::families(stats, *uploads), format);
         }
-        write_process(&mut out, self.start_time);
+        write_process(&mut out, self.start_time, format);
         Bytes::from(out)
     }
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn single(out: &mut String, name: &str, help: &str, kind: &str, v: f64) {
-    header(out, name, help, kind);
+fn single(out: &mut String, name: &str, help: &str, kind: &str, format: Format, v: f64) {
+    header(out, name, help, kind, format);
     let _ = writeln!(out, "{name} {}", Value(v));
 }
 
@@ -242,8 +270,15 @@ fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
 /// The text format of gauge and counter families (the only kinds the exporter has), as the
 /// prometheus crate's `TextEncoder` writes it but for the spelling of non-finite values
 /// ([`Value`]). Families without samples are left out.
+#[cfg(test)]
 fn encode(families: &[MetricFamily]) -> Bytes {
     let mut out = String::with_capacity(4096);
+    encode_into(&mut out, families, Format::Text);
+    Bytes::from(out)
+}
+
+/// [`encode`] in `format`, appended to `out`.
+fn encode_into(out: &mut String, families: &[MetricFamily], format: Format) {
     for f in families.iter().filter(|f| !f.get_metric().is_empty()) {
         let (kind, value): (&str, fn(&Metric) -> f64) = match f.get_field_type() {
             MetricType::COUNTER => ("counter", |m| m.get_counter().get_value()),
@@ -254,7 +289,7 @@ fn encode(families: &[MetricFamily]) -> Bytes {
             }
         };
         let name = f.name();
-        header(&mut out, name, &escape(f.help(), false), kind);
+        header(out, name, f.help(), kind, format);
         for m in f.get_metric() {
             out.push_str(name);
             for (i, l) in m.get_label().iter().enumerate() {
@@ -267,7 +302,6 @@ fn encode(families: &[MetricFamily]) -> Bytes {
             let _ = writeln!(out, " {}", Value(value(m)));
         }
     }
-    Bytes::from(out)
 }
 
 fn family(name: &str, help: &str, t: MetricType) -> MetricFamily {
@@ -333,7 +367,7 @@ mod tests {
             "# HELP x h\n# TYPE x gauge\nx{l=\"a\"} +Inf\nx{l=\"b\"} -Inf\nx{l=\"c\"} NaN\n"
         );
         let mut out = String::new();
-        single(&mut out, "y", "h", "gauge", f64::INFINITY);
+        single(&mut out, "y", "h", "gauge", Format::Text, f64::INFINITY);
         assert!(out.ends_with("\ny +Inf\n"), "{out}");
     }
 
@@ -365,6 +399,69 @@ mod tests {
     }
 
     /// The hand-written per-scrape part is what the encoder would print.
+    /// OpenMetrics, plain and gzip, of a store with results, skips, archive counters and a
+    /// detected target: well formed, and the same samples as the text format.
+    #[test]
+    fn open_metrics_exposition_is_well_formed_and_has_the_same_samples() {
+        let config = crate::config::parse(
+            "[targets.main]\nhost = \"h\"\nuser = \"u\"\nlabels = { env = \"p\\\"q\" }\n[[checks]]\nname = \"c\"\nquery = \"SELECT 1\"\nlabels = [\"k\"]\nvalues = [\"v\"]\n",
+            |_| None,
+        )
+        .unwrap();
+        let store = Arc::new(Store::new(&config));
+        let rs = crate::sample::ResultSet {
+            columns: vec!["k".into(), "v".into()],
+            rows: vec![vec![Some("a".into()), Some("inf".into())]],
+        };
+        let samples = crate::sample::map(&config.checks[0], &rs).unwrap();
+        store.record_run(
+            0,
+            crate::snapshot::RunRecord {
+                started: std::time::SystemTime::now(),
+                duration: std::time::Duration::from_millis(4),
+                outcome: Ok((1, samples)),
+            },
+        );
+        store.record_skips(0, 2);
+        store.record_archive(0, Ok("x.csv".into()));
+        let pools: Vec<(String, PoolStatsFn)> = vec![(
+            target_labels_text("main", &[("env".into(), "p\"q".into())]),
+            Box::new(|| PoolStats {
+                idle: 1,
+                in_use: 0,
+                max: 2,
+            }),
+        )];
+        let archive = Arc::new(crate::archive::stats::ArchiveStats::default());
+        archive.add_file("main", "c", 10);
+        let e = Exposition::new(store, pools, Arc::new(ReloadStatus::default()))
+            .with_archive_stats(archive, true);
+        let om = Format::OpenMetrics(OpenMetricsVersion::V1_0_0);
+        let plain = String::from_utf8(e.render_as(om).to_vec()).unwrap();
+        let mut gz = String::new();
+        flate2::read::GzDecoder::new(&e.render_gzip_as(om)[..])
+            .read_to_string(&mut gz)
+            .unwrap();
+        let text = String::from_utf8(e.render().to_vec()).unwrap();
+        let samples = |t: &str| -> Vec<String> {
+            let mut v: Vec<String> = t
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
+                .map(String::from)
+                .collect();
+            v.sort();
+            v
+        };
+        for (name, body) in [("plain", &plain), ("gzip", &gz)] {
+            format::check_open_metrics(body).unwrap_or_else(|e| panic!("{name}: {e}\n{body}"));
+            assert_eq!(samples(body), samples(&text), "{name}");
+        }
+        assert!(plain.contains("# TYPE redshift_exporter_check_runs counter\n"));
+        assert!(plain.contains("redshift_exporter_check_runs_total{"));
+        assert!(text.contains("# TYPE redshift_exporter_check_runs_total counter\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
     #[test]
     fn dynamic_part_matches_the_encoder() {
         let store = Arc::new(Store::new(
@@ -383,7 +480,7 @@ mod tests {
             }),
         )];
         let e = Exposition::new(store, pools, Arc::new(ReloadStatus::default()));
-        let text = String::from_utf8(e.dynamic_part().to_vec()).unwrap();
+        let text = String::from_utf8(e.dynamic_part(Format::Text).to_vec()).unwrap();
         let mut conns = family(
             "redshift_exporter_pool_connections",
             "Sessions in the target's pool, by state.",

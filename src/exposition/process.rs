@@ -4,16 +4,17 @@
 //! Linux only, no dependencies beyond `libc::sysconf`; it writes its text with
 //! [`super::single`] and knows nothing about the snapshot.
 
-use super::single;
+use super::{Format, single};
 
 /// The standard `process_*` families, read from `/proc/self`.
-pub(super) fn write_process(out: &mut String, start_time: f64) {
+pub(super) fn write_process(out: &mut String, start_time: f64, format: Format) {
     if let Some(stat) = read_stat() {
         single(
             out,
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
             "counter",
+            format,
             stat.cpu_seconds,
         );
         single(
@@ -21,6 +22,7 @@ pub(super) fn write_process(out: &mut String, start_time: f64) {
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
             "gauge",
+            format,
             stat.vsize,
         );
         single(
@@ -28,6 +30,7 @@ pub(super) fn write_process(out: &mut String, start_time: f64) {
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
             "gauge",
+            format,
             stat.rss,
         );
     }
@@ -37,6 +40,7 @@ pub(super) fn write_process(out: &mut String, start_time: f64) {
             "process_open_fds",
             "Number of open file descriptors.",
             "gauge",
+            format,
             fds.count() as f64,
         );
     }
@@ -46,6 +50,7 @@ pub(super) fn write_process(out: &mut String, start_time: f64) {
             "process_max_fds",
             "Maximum number of open file descriptors.",
             "gauge",
+            format,
             max,
         );
     }
@@ -55,6 +60,7 @@ pub(super) fn write_process(out: &mut String, start_time: f64) {
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
             "gauge",
+            format,
             start_time,
         );
     }
@@ -120,7 +126,11 @@ mod tests {
     #[test]
     fn process_metrics_are_read() {
         let mut text = String::new();
-        write_process(&mut text, process_start_time().unwrap());
+        write_process(
+            &mut text,
+            process_start_time().unwrap(),
+            super::Format::Text,
+        );
         for n in [
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",

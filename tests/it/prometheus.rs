@@ -197,3 +197,150 @@ async fn prometheus_scrapes_the_exporter_and_fires_incident_alerts() {
     daemon.sigterm();
     daemon.wait_exit(secs(30)).await;
 }
+
+/// Percent-encodes a PromQL expression or selector for a query string.
+fn q(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET /metrics with the `Accept` header Prometheus 2.x sends (scrape/scrape.go), over a raw
+/// socket: (content type, body).
+async fn get_as_prometheus(addr: std::net::SocketAddr) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("response within 10 s")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("headers end");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(String::from)
+        })
+        .expect("a content type");
+    (content_type, body.to_string())
+}
+
+/// OpenMetrics end to end: Prometheus asks for it first, so a real Prometheus parses our
+/// OpenMetrics exposition with its strict parser (labels and HELP that need escaping, +Inf,
+/// a failing check, counters). The target metadata proves which format it parsed: from
+/// OpenMetrics a counter's family is recorded without `_total`, from the text format with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_parses_the_openmetrics_exposition() {
+    use crate::support::*;
+    let db = database().await;
+    let work = WorkDir::new();
+    let checks = check_toml(
+        "escapes",
+        "SELECT E'quote\" back\\\\slash' AS odd, 'new\nline'::text AS nl, 3 AS v, 'Infinity'::float8 AS big",
+        "labels = [\"odd\", \"nl\"]\nvalues = [\"v\", \"big\"]",
+    ) + &check_toml(
+        "named",
+        "SELECT 1.5::float8 AS x",
+        "values = [{ column = \"x\", name = \"named_ratio\", help = \"A ratio with \\\\ and \\\"quotes\\\".\" }]",
+    ) + &check_toml("broken", "SELECT v FROM no_such_table", "values = [\"v\"]");
+    let config = work.write("checks.toml", &config_toml(&work, &db, &checks));
+    let mut daemon = Daemon::start(&config).await;
+    daemon
+        .wait_metrics("the first runs", secs(10), |m| {
+            m.check_value(names::SUCCESS, "escapes") == Some(1.0)
+                && m.check_value(names::SUCCESS, "broken") == Some(0.0)
+        })
+        .await;
+
+    let (content_type, body) = get_as_prometheus(daemon.addr()).await;
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(
+        body.ends_with("# EOF\n"),
+        "{}",
+        &body[body.len().saturating_sub(200)..]
+    );
+    assert!(body.contains("# TYPE redshift_exporter_check_runs counter\n"));
+    assert!(body.contains("# HELP itest_named_ratio A ratio with \\\\ and \\\"quotes\\\".\n"));
+
+    let prom = start_prometheus(daemon.addr()).await;
+    eventually("scrape target up", secs(30), || async {
+        let d = api(&prom, "/api/v1/targets").await;
+        let t = d["activeTargets"].as_array().and_then(|ts| {
+            ts.iter()
+                .find(|t| t["labels"]["job"] == "redshift-exporter")
+                .cloned()
+        });
+        match t {
+            Some(t) if t["health"] == "up" && t["lastError"] == "" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let meta = |metric: &'static str| {
+        let prom = &prom;
+        async move {
+            let path = format!(
+                "/api/v1/targets/metadata?match_target={}&metric={metric}",
+                q("{job=\"redshift-exporter\"}")
+            );
+            api(prom, &path)
+                .await
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let runs = meta("redshift_exporter_check_runs").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["type"], "counter", "{runs:?}");
+    assert!(
+        meta("redshift_exporter_check_runs_total").await.is_empty(),
+        "a text-format parse would record the family with _total"
+    );
+    let help = meta("itest_named_ratio").await;
+    assert_eq!(
+        help[0]["help"], "A ratio with \\ and \"quotes\".",
+        "{help:?}"
+    );
+
+    let series = eventually("the escaped series in Prometheus", secs(30), || async {
+        let d = api(
+            &prom,
+            &format!("/api/v1/query?query={}", q("itest_escapes_big")),
+        )
+        .await;
+        match d["result"].as_array() {
+            Some(r) if r.len() == 1 => Ok(r[0].clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(series["metric"]["odd"], "quote\" back\\slash", "{series}");
+    assert_eq!(series["metric"]["nl"], "new\nline", "{series}");
+    assert_eq!(series["value"][1], "+Inf", "{series}");
+    let runs = api(
+        &prom,
+        &format!(
+            "/api/v1/query?query={}",
+            q("redshift_exporter_check_runs_total{check=\"broken\",result=\"error\"}")
+        ),
+    )
+    .await;
+    assert_eq!(runs["result"].as_array().map(Vec::len), Some(1), "{runs}");
+
+    daemon.sigterm();
+    daemon.wait_exit(secs(30)).await;
+}

@@ -63,52 +63,53 @@ pub(in crate::exposition) fn snapshot_families(st: &State) -> Vec<MetricFamily> 
 
     let applicable = || st.slots.iter().filter(|s| s.not_applicable.is_none());
     // A slot that has not finished a run yet has no success, duration, rows or run time to
-    // report: those series are absent until then rather than a made-up 0. The interval is
-    // configuration, and the last-success timestamp keeps its documented 0 (the stale-check
-    // alert relies on it to notice a check that never succeeds, or never finishes a run).
-    let per_slot = |name: &str, help: &str, only_measured: bool, value: &dyn Fn(&Slot) -> f64| {
-        let mut f = family(name, help, MetricType::GAUGE);
-        for s in applicable().filter(|s| s.status.ran || !only_measured) {
-            let mut pairs = slot_labels(st, s);
-            pairs.push(("check", &s.check.name));
-            f.mut_metric().push(gauge(&pairs, value(s)));
-        }
-        f
-    };
+    // report, one that never succeeded no last success: absent rather than a made-up 0. The
+    // interval is configuration.
+    let ran = |s: &Slot| s.status.ran;
+    let per_slot =
+        |name: &str, help: &str, shown: &dyn Fn(&Slot) -> bool, value: &dyn Fn(&Slot) -> f64| {
+            let mut f = family(name, help, MetricType::GAUGE);
+            for s in applicable().filter(|s| shown(s)) {
+                let mut pairs = slot_labels(st, s);
+                pairs.push(("check", &s.check.name));
+                f.mut_metric().push(gauge(&pairs, value(s)));
+            }
+            f
+        };
     out.push(per_slot(
         "redshift_exporter_check_success",
         "Whether the check's last run succeeded (1) or not (0).",
-        true,
+        &ran,
         &|s| if s.status.success { 1.0 } else { 0.0 },
     ));
     out.push(per_slot(
         "redshift_exporter_check_duration_seconds",
         "Duration of the check's last run.",
-        true,
+        &ran,
         &|s| s.status.duration.as_secs_f64(),
     ));
     out.push(per_slot(
         "redshift_exporter_check_rows",
         "Rows returned by the check's last run.",
-        true,
+        &ran,
         &|s| s.status.rows as f64,
     ));
     out.push(per_slot(
         "redshift_exporter_check_interval_seconds",
         "How often the check runs: its interval, or for a cron schedule the longest gap between runs.",
-        false,
+        &|_| true,
         &|s| s.check.schedule.expected_interval().as_secs_f64(),
     ));
     out.push(per_slot(
         "redshift_exporter_check_last_run_timestamp_seconds",
         "Start of the check's last run, Unix time.",
-        true,
+        &ran,
         &|s| s.status.last_run,
     ));
     out.push(per_slot(
         "redshift_exporter_check_last_success_timestamp_seconds",
-        "Start of the check's last successful run, Unix time (0 before the first success).",
-        false,
+        "Start of the check's last successful run, Unix time (absent until the first success).",
+        &|s| s.status.last_success > 0.0,
         &|s| s.status.last_success,
     ));
 
@@ -251,6 +252,7 @@ fn nothing_is_reported_about_a_slot_or_target_before_it_was_measured() {
         "redshift_exporter_check_duration_seconds",
         "redshift_exporter_check_rows",
         "redshift_exporter_check_last_run_timestamp_seconds",
+        "redshift_exporter_check_last_success_timestamp_seconds",
         "redshift_exporter_target_up",
     ] {
         assert!(
@@ -260,7 +262,6 @@ fn nothing_is_reported_about_a_slot_or_target_before_it_was_measured() {
     }
     for present in [
         "redshift_exporter_check_interval_seconds",
-        "redshift_exporter_check_last_success_timestamp_seconds",
         "redshift_exporter_check_runs_total",
     ] {
         assert!(
@@ -268,6 +269,30 @@ fn nothing_is_reported_about_a_slot_or_target_before_it_was_measured() {
             "{present} not in {before:?}"
         );
     }
+    // A failed run is measured (success 0, its duration) but is no success.
+    store.record_run(
+        0,
+        RunRecord {
+            started: SystemTime::now(),
+            duration: Duration::from_millis(5),
+            outcome: Err(crate::db::CheckError::new(
+                crate::db::ErrorKind::Query,
+                "relation does not exist",
+            )),
+        },
+    );
+    let failed = names(&store.read());
+    assert!(
+        failed
+            .iter()
+            .any(|n| n == "redshift_exporter_check_success")
+    );
+    assert!(
+        !failed
+            .iter()
+            .any(|n| n == "redshift_exporter_check_last_success_timestamp_seconds"),
+        "a check that never succeeded has no last success: {failed:?}"
+    );
     store.record_run(
         0,
         RunRecord {
@@ -282,6 +307,7 @@ fn nothing_is_reported_about_a_slot_or_target_before_it_was_measured() {
         "redshift_exporter_check_duration_seconds",
         "redshift_exporter_check_rows",
         "redshift_exporter_check_last_run_timestamp_seconds",
+        "redshift_exporter_check_last_success_timestamp_seconds",
         "redshift_exporter_target_up",
     ] {
         assert!(
