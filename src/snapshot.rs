@@ -130,8 +130,9 @@ pub struct Slot {
     pub counters: Counters,
     /// The last CSV written, for the landing page.
     pub last_file: Option<PathBuf>,
-    /// Set when the check does not apply to the target's deployment: the reason.
-    pub not_applicable: Option<String>,
+    /// Set when the check does not apply to the target's deployment: the reason (shared: the
+    /// pages clone it under the store's lock for every skipped slot).
+    pub not_applicable: Option<Arc<str>>,
     /// The last [`HISTORY`] runs, oldest first.
     pub history: std::collections::VecDeque<RunSummary>,
     /// The first rows of the last successful run; kept across failed runs.
@@ -263,7 +264,7 @@ fn gate(s: &mut State, target: usize) {
     };
     let generation = s.generation;
     for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
-        sl.not_applicable = capability::applicability(&sl.check, &caps);
+        sl.not_applicable = capability::applicability(&sl.check, &caps).map(Arc::from);
         sl.changed = generation;
     }
 }

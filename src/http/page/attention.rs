@@ -14,26 +14,24 @@ use crate::sample::Samples;
 use crate::snapshot::{Slot, Status};
 
 /// What the pages show of one slot: `Arc` clones and the small status, taken under the
-/// store's read lock and formatted after it is released.
+/// store's read lock and formatted after it is released. Kept small (no target name: the
+/// caller has it), since the first view of `/` takes one per slot.
 #[derive(Debug, Clone)]
 pub(super) struct SlotView {
     /// Name, help, values and their thresholds.
     pub check: Arc<CheckConfig>,
-    /// For the check link.
-    pub target: Arc<str>,
     /// The last run: ran, success, error kind and message.
     pub status: Status,
     /// The last successful run's values, for the threshold crossings.
     pub samples: Option<Arc<Samples>>,
     /// Why the check does not run on this target, if it does not.
-    pub not_applicable: Option<String>,
+    pub not_applicable: Option<Arc<str>>,
 }
 
 impl SlotView {
     pub fn of(s: &Slot) -> Self {
         SlotView {
             check: s.check.clone(),
-            target: s.target.clone(),
             status: s.status.clone(),
             samples: s.samples.clone(),
             not_applicable: s.not_applicable.clone(),
@@ -117,8 +115,9 @@ pub(super) fn worst(items: &[Item<'_>]) -> &'static str {
     }
 }
 
-/// One item as a list entry; `link` prefixes it with a link to the check page.
-pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: bool) {
+/// One item as a list entry; `link` (the slot's target) prefixes it with a link to the check
+/// page.
+pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: Option<&str>) {
     let slot = i.slot;
     let (class, badge) = match i.kind {
         Kind::Failed => ("fail", "error"),
@@ -132,9 +131,9 @@ pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: 
     h.push_str("\">");
     h.push_str(badge);
     h.push_str("</span> ");
-    if link {
+    if let Some(target) = link {
         h.push_str("<a href=\"");
-        check_href(h, slot);
+        check_href(h, &slot.check.name, target);
         h.push_str("\">");
         push_esc(h, &slot.check.name);
         h.push_str("</a> ");
@@ -197,11 +196,11 @@ pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: 
 }
 
 /// The link from `/` to a slot's check page (relative, so it works under a path prefix).
-pub(super) fn check_href(h: &mut String, slot: &SlotView) {
+pub(super) fn check_href(h: &mut String, check: &str, target: &str) {
     h.push_str("checks/");
-    push_name(h, &slot.check.name);
+    push_name(h, check);
     h.push('/');
-    push_name(h, &slot.target);
+    push_name(h, target);
 }
 
 /// The slot's state as a badge: skipped, pending, ok or error.

@@ -166,7 +166,7 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
             items.len()
         );
         for i in items.iter().take(ATTENTION_ITEMS) {
-            item_html(h, i, detail, true);
+            item_html(h, i, detail, Some(&t.name));
         }
         h.push_str("</ul>");
         if items.len() > ATTENTION_ITEMS {
@@ -197,7 +197,7 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
         h.push_str("<a class=\"");
         h.push_str(mark);
         h.push_str("\" href=\"");
-        check_href(h, s);
+        check_href(h, &s.check.name, &t.name);
         h.push_str("\">");
         push_name(h, &s.check.name);
         h.push_str("</a> ");
@@ -228,7 +228,7 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
                 last = Some(why);
             }
             h.push_str("<a href=\"");
-            check_href(h, s);
+            check_href(h, &s.check.name, &t.name);
             h.push_str("\">");
             push_name(h, &s.check.name);
             h.push_str("</a> ");
