@@ -1,8 +1,9 @@
 //! Micro-benchmarks of the hot paths: row → sample mapping (`sample::map`, the streaming
 //! `Sampler`), `/metrics` rendering (snapshot re-render after a change; cached plain and
 //! gzip scrapes, which only render the per-scrape lines; and the fleet: 3,300 slots, one of
-//! them changed, re-rendered incrementally) and the HTML pages (landing page and a check page
-//! for 100 targets × the shipped pack).
+//! them changed, re-rendered incrementally) and the HTML pages (landing page uncached, cached
+//! with nothing changed and with a few slots changed since the last view, and a check page,
+//! for 100 targets × the shipped pack, next to a cached `/metrics` of the same store).
 //!
 //! `cargo bench --bench hot_paths` for figures; `cargo bench --bench hot_paths -- --quick`
 //! (or `--test`, which runs each once) as a smoke run. Nothing here asserts a timing.
@@ -177,39 +178,112 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// The HTML pages at 100 targets × the shipped pack: what one page view costs.
+/// `changes` slots on as many different targets run again (the same values): what happens
+/// between two views of a busy fleet. `next` walks the applicable slots.
+fn rerun(store: &Store, runs: &[(usize, Arc<sample::Samples>)], next: &mut usize, changes: usize) {
+    for _ in 0..changes {
+        // Steps of 101 slots: a different target each time (slots are in check order).
+        *next = (*next + 101) % runs.len();
+        let (slot, samples) = &runs[*next];
+        store.record_run(
+            *slot,
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(40),
+                outcome: Ok((5, (**samples).clone())),
+            },
+        );
+    }
+}
+
+/// The applicable slots of `store` with the samples of their last run.
+fn runs(store: &Store) -> Vec<(usize, Arc<sample::Samples>)> {
+    store
+        .read()
+        .slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.samples.clone().map(|x| (i, x)))
+        .collect()
+}
+
+/// Slots changed between two views in the realistic case.
+const CHANGES: usize = 3;
+
+/// The HTML pages at 100 targets × the shipped pack: what one page view costs, next to a
+/// cached `/metrics` scrape of the same store as the baseline.
 fn pages(c: &mut Criterion) {
-    use redshift_exporter::http::page;
-    // CPU per page view, printed besides criterion's wall-clock figures.
+    use redshift_exporter::http::page::{self, Landing};
+    // CPU per page view, printed besides criterion's wall-clock figures: only the view is
+    // timed, not the runs recorded between views.
     for (name, alerting) in [("healthy", false), ("all alerting", true)] {
         let (_, store) = fleet(100, alerting);
-        let n = 200;
-        let t0 = thread_cpu();
-        for _ in 0..n {
-            black_box(page::landing(&store));
-        }
-        let per = (thread_cpu() - t0) / n;
+        let runs = runs(&store);
+        let exposition =
+            Exposition::new(store.clone(), Vec::new(), Arc::new(ReloadStatus::default()));
+        let landing = Landing::new(store.clone());
+        let n = 200u32;
+        let per = |f: &mut dyn FnMut() -> Duration| {
+            let total: Duration = (0..n).map(|_| f()).sum();
+            total / n
+        };
+        let timed = |f: &mut dyn FnMut()| {
+            let t0 = thread_cpu();
+            f();
+            thread_cpu() - t0
+        };
+        black_box(exposition.render_parts());
+        let metrics = per(&mut || timed(&mut || drop(black_box(exposition.render_parts()))));
+        let uncached = per(&mut || timed(&mut || drop(black_box(page::landing(&store)))));
+        let bytes: usize = landing.render().iter().map(|b| b.len()).sum();
+        let cached = per(&mut || timed(&mut || drop(black_box(landing.render()))));
+        let mut next = 0;
+        let before = landing.sections_rendered();
+        let changed = per(&mut || {
+            rerun(&store, &runs, &mut next, CHANGES);
+            timed(&mut || drop(black_box(landing.render())))
+        });
+        let sections = (landing.sections_rendered() - before) as f64 / n as f64;
         eprintln!(
-            "landing page, 100 targets, {name}: {} bytes, {per:?} CPU per view",
-            page::landing(&store).len()
+            "landing page, 100 targets, {name}: {bytes} bytes; CPU per view: uncached {uncached:?}, \
+             cached {cached:?}, {CHANGES} slots changed {changed:?} ({sections:.1} sections \
+             rendered per view); /metrics cached {metrics:?}"
         );
     }
     let mut g = c.benchmark_group("page");
-    let (_, healthy) = fleet(100, false);
-    g.throughput(Throughput::Bytes(page::landing(&healthy).len() as u64));
-    g.bench_function("landing_100_targets_healthy", |b| {
-        b.iter(|| black_box(page::landing(&healthy)))
-    });
+    for (name, alerting) in [("healthy", false), ("all_alerting", true)] {
+        let (_, store) = fleet(100, alerting);
+        let runs = runs(&store);
+        let exposition =
+            Exposition::new(store.clone(), Vec::new(), Arc::new(ReloadStatus::default()));
+        let landing = Landing::new(store.clone());
+        g.bench_function(format!("metrics_cached_100_targets_{name}"), |b| {
+            b.iter(|| black_box(exposition.render_parts()))
+        });
+        g.bench_function(format!("landing_uncached_100_targets_{name}"), |b| {
+            b.iter(|| black_box(page::landing(&store)))
+        });
+        g.bench_function(format!("landing_cached_100_targets_{name}"), |b| {
+            b.iter(|| black_box(landing.render()))
+        });
+        let mut next = 0;
+        g.bench_function(
+            format!("landing_{CHANGES}_changed_100_targets_{name}"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        rerun(&store, &runs, &mut next, CHANGES);
+                        let t0 = std::time::Instant::now();
+                        black_box(landing.render());
+                        total += t0.elapsed();
+                    }
+                    total
+                })
+            },
+        );
+    }
     let (cfg, store) = fleet(100, true);
-    g.throughput(Throughput::Bytes(page::landing(&store).len() as u64));
-    g.bench_function("landing_100_targets_all_alerting", |b| {
-        b.iter(|| black_box(page::landing(&store)))
-    });
-    g.throughput(Throughput::Bytes(
-        page::check_page(&store, None, "disk", "cluster-042")
-            .unwrap()
-            .len() as u64,
-    ));
     g.bench_function("check_100_targets", |b| {
         b.iter(|| black_box(page::check_page(&store, None, "disk", "cluster-042").unwrap()))
     });

@@ -210,6 +210,7 @@ impl Generation {
         }
         let live = Live {
             exposition,
+            pages: crate::http::page::Landing::new(store.clone()),
             store,
             archive_root: config
                 .exporter

@@ -37,6 +37,9 @@ use crate::web_config::{AuthResult, WebConfig};
 pub struct Live {
     pub exposition: Exposition,
     pub store: Arc<Store>,
+    /// `/`, with each target's section cached until it changes; made with `store` (a reload
+    /// brings a new store, hence a new cache).
+    pub pages: page::Landing,
     /// The archive root when `archive_serve = true`: `/archive/...` serves its files.
     pub archive_root: Option<std::path::PathBuf>,
 }
@@ -187,6 +190,12 @@ async fn handle(web: &Web, req: Request<Incoming>) -> Response<Body> {
             .await
             .map(Body::from);
     }
+    if req.uri().path() == "/" && (req.method() == Method::GET || req.method() == Method::HEAD) {
+        // The cached sections go out as chunks of the body, uncopied.
+        return html_headers(StatusCode::OK)
+            .body(Body::new(web.live().pages.render()))
+            .expect("static response parts are valid");
+    }
     route(web, req).map(Body::from)
 }
 
@@ -310,7 +319,6 @@ fn route(web: &Web, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 )
             }
         }
-        "/" => html(StatusCode::OK, page::landing(&live.store)),
         path if path.starts_with(page::CHECKS) => {
             match page::parse_path(path).and_then(|(check, target)| {
                 page::check_page(&live.store, live.archive_root.as_deref(), check, target)
@@ -347,14 +355,19 @@ fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
 
 /// An HTML page; never cached (it shows the latest state) and never framed.
 fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    html_headers(status)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// The headers of every HTML page: no caching by the browser, no sniffing, no script.
+fn html_headers(status: StatusCode) -> hyper::http::response::Builder {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
         .header("x-content-type-options", "nosniff")
         .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -239,6 +239,10 @@ impl Runner {
                 }
             };
             self.store.record_run(slot, RunRecord { started, duration, outcome: record });
+            // The user an AWS login resolved to, for the landing page (a write only on change).
+            if let Some(user) = target.db_user() {
+                self.store.set_db_user(target_index, &user);
+            }
             // Did the target answer? A session could not be opened: probe the target (once,
             // for every check on it); anything else the server said: it is reachable.
             match &outcome {

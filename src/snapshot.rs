@@ -131,8 +131,9 @@ pub struct Slot {
     pub counters: Counters,
     /// The last CSV written, for the landing page.
     pub last_file: Option<PathBuf>,
-    /// Set when the check does not apply to the target's deployment: the reason.
-    pub not_applicable: Option<String>,
+    /// Set when the check does not apply to the target's deployment: the reason (shared: the
+    /// pages clone it under the store's lock for every skipped slot).
+    pub not_applicable: Option<Arc<str>>,
     /// The last [`HISTORY`] runs, oldest first.
     pub history: std::collections::VecDeque<RunSummary>,
     /// The first rows of the last successful run; kept across failed runs.
@@ -159,7 +160,14 @@ pub struct TargetState {
     /// Set when the target went down after detection: the next run detects again (a restored
     /// snapshot or a changed grant may answer differently), keeping the old answer meanwhile.
     pub redetect: bool,
-    /// The generation of the last write that changed this target (`up`, capabilities).
+    /// The database user the target's AWS-provided login (IAM, Secrets Manager) last resolved
+    /// to, for the landing page; `None` for a configured user or before the first login.
+    /// Kept here rather than in a process-wide map so that it goes with the target: a reload
+    /// that changes the target starts without it, and setting it stamps `changed`.
+    pub db_user: Option<Arc<str>>,
+    /// The generation of the last write that changed this target (`up`, capabilities, the
+    /// database user) or what the landing page shows of one of its slots (every
+    /// `record_run`); the page's per-target cache also checks the slots' own stamps.
     pub changed: u64,
 }
 
@@ -257,7 +265,7 @@ fn gate(s: &mut State, target: usize) {
     };
     let generation = s.generation;
     for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
-        sl.not_applicable = capability::applicability(&sl.check, &caps);
+        sl.not_applicable = capability::applicability(&sl.check, &caps).map(Arc::from);
         sl.changed = generation;
     }
 }
@@ -280,6 +288,7 @@ impl Store {
                 capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
                 labels: t.labels.clone().into(),
                 redetect: false,
+                db_user: None,
                 changed: 1,
             })
             .collect();
@@ -330,6 +339,8 @@ impl Store {
                 if let Some(oi) = *from {
                     let t = &old_state.targets[oi];
                     new.targets[ni].up = t.up;
+                    // The same login (the target is unchanged): the same user.
+                    new.targets[ni].db_user = t.db_user.clone();
                     // A forced deployment in the new configuration wins over a detected one.
                     if new.targets[ni].capabilities.is_none() {
                         new.targets[ni].capabilities = t.capabilities.clone();
@@ -505,6 +516,21 @@ impl Store {
             s.targets[target].redetect = false;
             s.targets[target].changed = s.generation;
             gate(s, target);
+        });
+    }
+
+    /// Records the database user the target's AWS login resolved to; a write (and a new
+    /// stamp) only when it differs from the one known, so calling it after every run is cheap.
+    pub fn set_db_user(&self, target: usize, user: &str) {
+        let same = |s: &State| s.targets[target].db_user.as_deref() == Some(user);
+        if same(&self.read()) {
+            return;
+        }
+        self.write(|s| {
+            if !same(s) {
+                s.targets[target].db_user = Some(Arc::from(user));
+                s.targets[target].changed = s.generation;
+            }
         });
     }
 

@@ -95,7 +95,6 @@ impl TargetAuth {
                 "database user resolved from AWS"
             );
             *known = Some(creds.user.clone());
-            crate::db::login::set_resolved_user(&self.target, &creds.user);
         }
         Ok(creds)
     }

@@ -65,30 +65,6 @@ impl Login {
     }
 }
 
-/// The database user each AWS-provided login last resolved to, by target name: what the
-/// landing page shows (`IAM:exporter`, `IAMR:role`, the secret's `username`).
-pub fn resolved_user(target: &str) -> Option<String> {
-    resolved()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(target)
-        .cloned()
-}
-
-/// Records `user` as the one `target`'s new sessions log in as.
-pub fn set_resolved_user(target: &str, user: &str) {
-    resolved()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(target.to_owned(), user.to_owned());
-}
-
-fn resolved() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
-    static MAP: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
-        std::sync::OnceLock::new();
-    MAP.get_or_init(Default::default)
-}
-
 /// Opens one session for the pool: the target's settings plus the current credentials.
 pub(super) struct TargetConnect {
     pub tls: Tls,
@@ -163,6 +139,18 @@ impl Target {
         if let Some(auth) = &self.auth {
             auth.reload();
         }
+    }
+
+    /// The database user this target's AWS-provided login last resolved to (`IAM:exporter`,
+    /// `IAMR:role`, the secret's `username`); `None` for a configured user, before the first
+    /// fetch, and in a build without the `aws` feature. The runner copies it into the store
+    /// (`Store::set_db_user`) for the landing page.
+    pub fn db_user(&self) -> Option<String> {
+        #[cfg(feature = "aws")]
+        if let Some(auth) = &self.auth {
+            return auth.db_user();
+        }
+        None
     }
 
     /// Takes a session from the pool within `deadline`. When AWS provides the credentials,

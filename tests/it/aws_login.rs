@@ -100,10 +100,7 @@ async fn a_secrets_manager_login_recovers_from_rotation_by_one_re_read() {
     );
     drop(sessions);
     assert_eq!(current_user(&t).await, "rot_user");
-    assert_eq!(
-        redshift_exporter::db::login::resolved_user("sm").as_deref(),
-        Some("rot_user")
-    );
+    assert_eq!(t.db_user().as_deref(), Some("rot_user"));
 
     // Rotation: the role's password and the secret change; the next login is refused, the
     // secret is read again once, and the login succeeds.

@@ -273,6 +273,14 @@ async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
         })
         .await;
     let before = m.get(RUNS, &ok).unwrap();
+    // The landing page names the user the secret resolved to (runner → store → cached page).
+    let page = d.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("database user (AWS) <b>sm_rot</b>"),
+        "the landing page does not show the resolved user:\n{}",
+        page.body
+    );
 
     // Rotate: the secret and the role's password change, and the session is dropped.
     boto(

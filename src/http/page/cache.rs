@@ -1,0 +1,311 @@
+//! The landing page's cache: each target's section rendered once and reused until something
+//! it shows changes, so a view costs the targets that changed since the last one, not the
+//! fleet.
+//!
+//! A section shows its target (`up`, capabilities, labels, the AWS database user), its slots
+//! (last status, samples, applicability) and their checks' configuration (names, thresholds)
+//! and `page_detail`. Every write to the store stamps what it changed with the generation it
+//! publishes (`TargetState::changed`, `Slot::changed`); a section rendered at generation `g`
+//! is reused while no stamp of its target or of one of its slots is above `g`. The
+//! configuration's part cannot change within a store: a reload builds a new store, and with
+//! it (`http::Live`) a new, empty cache. The cache holds one section per target of its store
+//! and nothing else, so it is bounded by the live targets.
+//!
+//! Under the store's read lock: a generation check, one pass over the stamps, and `Arc` clones
+//! of what the stale sections show; the formatting happens after the lock is released. A view
+//! is the page's start (it says when) and the sections, as chunks of one body: nothing large
+//! is copied per view.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::html::now;
+use super::landing::{card, end, slot_lists, start, views};
+use crate::snapshot::{Store, TargetState};
+
+/// `/` for one store: see the module's documentation.
+pub struct Landing {
+    store: Arc<Store>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The store generation the sections were brought to; 0 before the first view (stores
+    /// start at 1).
+    generation: u64,
+    /// The slots of each target (indices into the store's slots): fixed for a store, so
+    /// computed at the first view.
+    lists: Vec<Vec<usize>>,
+    /// One per target of the store, in its order.
+    sections: Vec<Section>,
+    /// The page after the sections (footer): fixed for a store.
+    end: Bytes,
+    /// Sections rendered so far: what the tests and the benchmark count.
+    rendered: u64,
+}
+
+/// One target's section and the generation it was rendered at.
+struct Section {
+    /// Valid while no stamp of the target or its slots is above this.
+    at: u64,
+    html: Bytes,
+}
+
+impl Landing {
+    pub fn new(store: Arc<Store>) -> Self {
+        Landing {
+            store,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// `/` as the chunks of one body: the start (written per view), one section per target
+    /// (shared, re-rendered only when changed) and the end.
+    pub fn render(&self) -> Vec<Bytes> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.update(&self.store);
+        let mut head = String::with_capacity(4 * 1024);
+        start(&mut head, now());
+        let mut out = Vec::with_capacity(inner.sections.len() + 2);
+        out.push(Bytes::from(head));
+        out.extend(inner.sections.iter().map(|s| s.html.clone()));
+        out.push(inner.end.clone());
+        out
+    }
+
+    /// How many target sections were rendered since this cache was made.
+    pub fn sections_rendered(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rendered
+    }
+}
+
+impl Inner {
+    /// Brings every section to the store's generation, rendering only stale ones.
+    fn update(&mut self, store: &Store) {
+        if self.generation != 0 && store.generation() == self.generation {
+            return;
+        }
+        let (generation, detail, stale) = {
+            let st = store.read();
+            if self.generation == 0 || self.sections.len() != st.targets.len() {
+                self.lists = slot_lists(&st);
+                self.sections = (0..st.targets.len())
+                    .map(|_| Section {
+                        at: 0,
+                        html: Bytes::new(),
+                    })
+                    .collect();
+                let mut e = String::new();
+                end(&mut e, st.targets.is_empty());
+                self.end = Bytes::from(e);
+            }
+            let mut stamps: Vec<u64> = st.targets.iter().map(|t| t.changed).collect();
+            for s in &st.slots {
+                let t = &mut stamps[s.target_index];
+                *t = (*t).max(s.changed);
+            }
+            let indices: Vec<usize> = (0..stamps.len())
+                .filter(|&t| stamps[t] > self.sections[t].at)
+                .collect();
+            let slots = views(&st, &self.lists, &indices);
+            let targets: Vec<(usize, TargetState)> = indices
+                .iter()
+                .map(|&t| (t, st.targets[t].clone()))
+                .collect();
+            (
+                st.generation,
+                st.page_detail,
+                targets.into_iter().zip(slots),
+            )
+        };
+        // The lock is released: format.
+        for ((t, target), slots) in stale {
+            let mut h = String::with_capacity(2 * 1024 + 64 * slots.len());
+            card(&mut h, &target, &slots, detail);
+            self.sections[t] = Section {
+                at: generation,
+                html: Bytes::from(h),
+            };
+            self.rendered += 1;
+        }
+        self.generation = generation;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::config::{self, Config};
+    use crate::db::{CheckError, ErrorKind};
+    use crate::sample::{self, ResultSet};
+    use crate::snapshot::{Carry, RunRecord};
+
+    /// Three targets, two checks on each; `disk` has a `crit` threshold of `crit`.
+    fn config(crit: f64) -> Config {
+        let mut text = String::new();
+        for t in ["a", "b", "c"] {
+            text.push_str(&format!(
+                "[targets.{t}]\nhost = \"h\"\nuser = \"u\"\ndeployment = \"provisioned\"\n"
+            ));
+        }
+        text.push_str(&format!(
+            "[[checks]]\nname = \"disk\"\nquery = \"SELECT 1\"\nlabels = [\"node\"]\n\
+             values = [{{ column = \"used\", crit = {crit} }}]\n\
+             [[checks]]\nname = \"queue\"\nquery = \"SELECT 1\"\nvalues = [\"n\"]\n"
+        ));
+        config::parse(&text, |_| None).expect("test config parses")
+    }
+
+    /// The slot of `check` (0 disk, 1 queue) on target `t` (slots are in check order).
+    fn slot(check: usize, t: usize) -> usize {
+        check * 3 + t
+    }
+
+    fn run(cfg: &Config, store: &Store, check: usize, t: usize, used: f64) {
+        let rs = ResultSet {
+            columns: vec!["node".into(), "used".into()],
+            rows: vec![vec![Some("0".into()), Some(used.to_string())]],
+        };
+        let samples = sample::map(&cfg.checks[0], &rs).expect("maps");
+        store.record_run(
+            slot(check, t),
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(5),
+                outcome: Ok((1, samples)),
+            },
+        );
+    }
+
+    /// The sections of a view (the chunks between the start and the end).
+    fn sections(view: &[Bytes]) -> Vec<Bytes> {
+        view[1..view.len() - 1].to_vec()
+    }
+
+    fn text(b: &Bytes) -> &str {
+        std::str::from_utf8(b).expect("UTF-8")
+    }
+
+    /// Everything after the start (whose time moves): the same bytes as the uncached page's.
+    fn after_start(page: &str) -> &str {
+        &page[page.find("</header>").expect("a header")..]
+    }
+
+    #[test]
+    fn only_changed_targets_render_again() {
+        let cfg = config(0.9);
+        let store = Arc::new(Store::new(&cfg));
+        let cache = Landing::new(store.clone());
+        let first = cache.render();
+        assert_eq!(first.len(), 3 + 2, "start, three sections, end");
+        assert_eq!(
+            cache.sections_rendered(),
+            3,
+            "the first view renders every target"
+        );
+
+        // Nothing changed: the very same bytes, nothing rendered.
+        let again = cache.render();
+        assert_eq!(cache.sections_rendered(), 3);
+        for (a, b) in sections(&first).iter().zip(sections(&again)) {
+            assert_eq!(
+                a.as_ptr(),
+                b.as_ptr(),
+                "an unchanged section is shared, not copied"
+            );
+        }
+
+        // A run on target b crosses the threshold: b alone is rendered again.
+        run(&cfg, &store, 0, 1, 0.95);
+        let view = cache.render();
+        assert_eq!(cache.sections_rendered(), 4);
+        let (old, new) = (sections(&again), sections(&view));
+        assert_eq!(old[0].as_ptr(), new[0].as_ptr());
+        assert_eq!(old[2].as_ptr(), new[2].as_ptr());
+        assert!(!text(&old[1]).contains("95 %") && !text(&old[1]).contains("0.95"));
+        assert!(
+            text(&new[1]).contains("<b>0.95</b>"),
+            "the new value is listed: {}",
+            text(&new[1])
+        );
+
+        // A failed run on c (a slot stamp and the target's `up`).
+        store.record_run(
+            slot(1, 2),
+            RunRecord {
+                started: SystemTime::now(),
+                duration: Duration::from_millis(5),
+                outcome: Err(CheckError::new(ErrorKind::Query, "relation does not exist")),
+            },
+        );
+        let view = cache.render();
+        assert_eq!(cache.sections_rendered(), 5);
+        assert!(text(&sections(&view)[2]).contains("relation does not exist"));
+
+        // A slot-only stamp (a skipped run) on a: its section is checked and rendered again.
+        store.record_skips(slot(1, 0), 1);
+        cache.render();
+        assert_eq!(cache.sections_rendered(), 6);
+
+        // The AWS database user: stamped once, shown; the same user again changes nothing.
+        store.set_db_user(0, "IAM:exporter");
+        let view = cache.render();
+        assert_eq!(cache.sections_rendered(), 7);
+        assert!(text(&sections(&view)[0]).contains("database user (AWS) <b>IAM:exporter</b>"));
+        let generation = store.generation();
+        store.set_db_user(0, "IAM:exporter");
+        assert_eq!(store.generation(), generation, "no write for the same user");
+        cache.render();
+        assert_eq!(cache.sections_rendered(), 7);
+
+        // The cached page is the uncached page.
+        let cached: Vec<u8> = cache.render().iter().flat_map(|b| b.to_vec()).collect();
+        let cached = String::from_utf8(cached).expect("UTF-8");
+        let whole = super::super::landing(&store);
+        assert_eq!(after_start(&cached), after_start(&whole));
+    }
+
+    #[test]
+    fn a_reload_renders_everything_from_the_new_configuration() {
+        let cfg = config(0.9);
+        let store = Arc::new(Store::new(&cfg));
+        let cache = Landing::new(store.clone());
+        run(&cfg, &store, 0, 0, 0.95);
+        store.set_db_user(1, "IAM:exporter");
+        let before = cache.render();
+        assert!(text(&sections(&before)[0]).contains("<b>0.95</b>"));
+
+        // The same checks and targets with a higher threshold: nothing crosses it any more.
+        let new_cfg = config(0.99);
+        let next = Arc::new(Store::new(&new_cfg));
+        let targets: Vec<Option<usize>> = (0..3).map(Some).collect();
+        let slots: Vec<Carry> = (0..6).map(Carry::Unchanged).collect();
+        next.adopt(&store, &targets, &slots);
+        next.regate();
+        let cache = Landing::new(next.clone());
+        let after = cache.render();
+        assert_eq!(
+            cache.sections_rendered(),
+            3,
+            "a new store: every section is new"
+        );
+        assert!(!text(&sections(&after)[0]).contains("<b>0.95</b>"));
+        assert!(
+            text(&sections(&after)[1]).contains("IAM:exporter"),
+            "an unchanged target keeps its user"
+        );
+
+        // A changed target starts without the old user.
+        let fresh = Arc::new(Store::new(&new_cfg));
+        fresh.adopt(&store, &[Some(0), None, Some(2)], &slots);
+        let cache = Landing::new(fresh);
+        assert!(!text(&sections(&cache.render())[1]).contains("IAM:exporter"));
+    }
+}
