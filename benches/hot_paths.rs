@@ -244,10 +244,15 @@ fn pages(c: &mut Criterion) {
             timed(&mut || drop(black_box(landing.render())))
         });
         let sections = (landing.sections_rendered() - before) as f64 / n as f64;
+        let everywhere = per(&mut || {
+            rerun(&store, &runs, &mut next, 100);
+            timed(&mut || drop(black_box(landing.render())))
+        });
         eprintln!(
             "landing page, 100 targets, {name}: {bytes} bytes; CPU per view: uncached {uncached:?}, \
              cached {cached:?}, {CHANGES} slots changed {changed:?} ({sections:.1} sections \
-             rendered per view); /metrics cached {metrics:?}"
+             rendered per view), one slot changed on every target {everywhere:?}; /metrics \
+             cached {metrics:?}"
         );
     }
     let mut g = c.benchmark_group("page");
@@ -274,6 +279,23 @@ fn pages(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         rerun(&store, &runs, &mut next, CHANGES);
+                        let t0 = std::time::Instant::now();
+                        black_box(landing.render());
+                        total += t0.elapsed();
+                    }
+                    total
+                })
+            },
+        );
+        // A view of a busy fleet: one slot on every target ran again since the last view,
+        // so every section is rendered again (from the kept parts of the other slots).
+        g.bench_function(
+            format!("landing_every_target_changed_100_targets_{name}"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        rerun(&store, &runs, &mut next, 100);
                         let t0 = std::time::Instant::now();
                         black_box(landing.render());
                         total += t0.elapsed();

@@ -39,12 +39,12 @@ impl SlotView {
     }
 }
 
-/// One thing that needs attention: cheap to collect, rendered only when listed.
+/// One thing that needs attention on a slot: owned and small (no borrow of the slot), so the
+/// landing page's cache can keep a slot's findings until the slot changes.
 #[derive(Clone, Copy)]
-pub(super) struct Item<'a> {
+pub(super) struct Found {
     /// Crit before errors before warn.
     pub rank: u8,
-    pub slot: &'a SlotView,
     pub kind: Kind,
 }
 
@@ -62,8 +62,39 @@ pub(super) enum Kind {
     },
 }
 
+/// The worst state of a slot: the class of its link and what the list of checks counts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Mark {
+    Ok,
+    Warn,
+    Crit,
+    Fail,
+    /// Applicable, not run yet.
+    Pending,
+}
+
+impl Mark {
+    /// The CSS class.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mark::Ok => "ok",
+            Mark::Warn => "warn",
+            Mark::Crit => "crit",
+            Mark::Fail => "fail",
+            Mark::Pending => "pending",
+        }
+    }
+}
+
+/// Everything that needs attention on one slot, in order: its failure, then its threshold
+/// crossings (row by row within each value column).
+pub(super) fn findings(slot: &SlotView, out: &mut Vec<Found>) {
+    out.extend(failure(slot));
+    crossings(slot, out);
+}
+
 /// The threshold crossings of one slot's last successful run.
-pub(super) fn crossings<'a>(slot: &'a SlotView, out: &mut Vec<Item<'a>>) {
+pub(super) fn crossings(slot: &SlotView, out: &mut Vec<Found>) {
     if !slot.status.success {
         return;
     }
@@ -79,9 +110,8 @@ pub(super) fn crossings<'a>(slot: &'a SlotView, out: &mut Vec<Item<'a>>) {
                 continue;
             };
             if let Some((level, threshold)) = spec.thresholds.level(v) {
-                out.push(Item {
+                out.push(Found {
                     rank: if level == Level::Crit { 0 } else { 2 },
-                    slot,
                     kind: Kind::Beyond {
                         value: vi,
                         row: ri,
@@ -96,29 +126,57 @@ pub(super) fn crossings<'a>(slot: &'a SlotView, out: &mut Vec<Item<'a>>) {
 }
 
 /// The failure of one slot's last run, if it failed.
-pub(super) fn failure(slot: &SlotView) -> Option<Item<'_>> {
+fn failure(slot: &SlotView) -> Option<Found> {
     let failed = slot.status.ran && !slot.status.success && slot.not_applicable.is_none();
-    failed.then_some(Item {
+    failed.then_some(Found {
         rank: 1,
-        slot,
         kind: Kind::Failed,
     })
 }
 
-/// The worst of a slot's items, as a CSS class: crit, fail, warn or ok.
-pub(super) fn worst(items: &[Item<'_>]) -> &'static str {
-    match items.iter().map(|i| i.rank).min() {
-        Some(0) => "crit",
-        Some(1) => "fail",
-        Some(_) => "warn",
-        None => "ok",
+/// The mark of a slot from its findings: pending before its first run, else the worst.
+pub(super) fn mark(slot: &SlotView, found: &[Found]) -> Mark {
+    if !slot.status.ran {
+        return Mark::Pending;
+    }
+    match found.iter().map(|i| i.rank).min() {
+        Some(0) => Mark::Crit,
+        Some(1) => Mark::Fail,
+        Some(_) => Mark::Warn,
+        None => Mark::Ok,
     }
 }
 
-/// One item as a list entry; `link` (the slot's target) prefixes it with a link to the check
-/// page.
-pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: Option<&str>) {
-    let slot = i.slot;
+/// The tail of a link to a slot's check page, from the ` href` on:
+/// ` href="checks/{check}/{target}">{check}</a> `, with both names already HTML-safe (from
+/// [`push_name`]). Relative, so it works under a path prefix. Names are fixed within a store,
+/// so the landing page builds each slot's once; `<a` or `<a class="…"` goes before it.
+pub(super) fn push_check_link(h: &mut String, check: &str, target: &str) {
+    h.push_str(" href=\"checks/");
+    h.push_str(check);
+    h.push('/');
+    h.push_str(target);
+    h.push_str("\">");
+    h.push_str(check);
+    h.push_str("</a> ");
+}
+
+/// `name` as [`push_name`] writes it (for [`push_check_link`]).
+pub(super) fn safe_name(name: &str) -> String {
+    let mut h = String::with_capacity(name.len());
+    push_name(&mut h, name);
+    h
+}
+
+/// One finding of `slot` as a list entry; `link` (from [`push_check_link`]) prefixes it with a
+/// link to the check page.
+pub(super) fn item_html(
+    h: &mut String,
+    slot: &SlotView,
+    i: &Found,
+    detail: PageDetail,
+    link: Option<&str>,
+) {
     let (class, badge) = match i.kind {
         Kind::Failed => ("fail", "error"),
         Kind::Beyond { level, .. } => (
@@ -131,12 +189,9 @@ pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: 
     h.push_str("\">");
     h.push_str(badge);
     h.push_str("</span> ");
-    if let Some(target) = link {
-        h.push_str("<a href=\"");
-        check_href(h, &slot.check.name, target);
-        h.push_str("\">");
-        push_esc(h, &slot.check.name);
-        h.push_str("</a> ");
+    if let Some(link) = link {
+        h.push_str("<a");
+        h.push_str(link);
     }
     match i.kind {
         Kind::Failed => {
@@ -193,14 +248,6 @@ pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: 
         }
     }
     h.push_str("</li>");
-}
-
-/// The link from `/` to a slot's check page (relative, so it works under a path prefix).
-pub(super) fn check_href(h: &mut String, check: &str, target: &str) {
-    h.push_str("checks/");
-    push_name(h, check);
-    h.push('/');
-    push_name(h, target);
 }
 
 /// The slot's state as a badge: skipped, pending, ok or error.

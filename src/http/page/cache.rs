@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::attention::SlotView;
 use super::html::now;
-use super::landing::{card, end, slot_lists, start, views};
+use super::landing::{Links, Part, card, end, slot_lists, start};
 use crate::snapshot::{Store, TargetState};
 
 /// `/` for one store: see the module's documentation.
@@ -40,10 +41,19 @@ struct Inner {
     lists: Vec<Vec<usize>>,
     /// One per target of the store, in its order.
     sections: Vec<Section>,
+    /// Per slot of the store: what its target's section shows of it, worked out at the
+    /// generation in `parts_at` (all of them at the first view).
+    parts: Vec<Part>,
+    /// Per slot: the generation `parts` was worked out at; stale when the slot's stamp is above.
+    parts_at: Vec<u64>,
+    /// Per slot: the tail of its check link; names are fixed for a store.
+    links: Links,
     /// The page after the sections (footer): fixed for a store.
     end: Bytes,
     /// Sections rendered so far: what the tests and the benchmark count.
     rendered: u64,
+    /// Slot parts worked out so far (what the tests count: only changed slots are).
+    worked: u64,
 }
 
 /// One target's section and the generation it was rendered at.
@@ -75,6 +85,11 @@ impl Landing {
         out
     }
 
+    /// How many slot parts were worked out since this cache was made.
+    pub fn slots_worked_out(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).worked
+    }
+
     /// How many target sections were rendered since this cache was made.
     pub fn sections_rendered(&self) -> u64 {
         self.inner
@@ -90,7 +105,7 @@ impl Inner {
         if self.generation != 0 && store.generation() == self.generation {
             return;
         }
-        let (generation, detail, stale) = {
+        let (generation, detail, stale, views) = {
             let st = store.read();
             if self.generation == 0 || self.sections.len() != st.targets.len() {
                 self.lists = slot_lists(&st);
@@ -100,6 +115,9 @@ impl Inner {
                         html: Bytes::new(),
                     })
                     .collect();
+                self.parts = Vec::new();
+                self.parts_at = vec![0; st.slots.len()];
+                self.links = Links::of(&st);
                 let mut e = String::new();
                 end(&mut e, st.targets.is_empty());
                 self.end = Bytes::from(e);
@@ -112,26 +130,53 @@ impl Inner {
             let indices: Vec<usize> = (0..stamps.len())
                 .filter(|&t| stamps[t] > self.sections[t].at)
                 .collect();
-            let slots = views(&st, &self.lists, &indices);
+            // Only the slots that changed since their part was worked out are cloned.
+            let mut views: Vec<(usize, SlotView)> = Vec::new();
+            if self.parts.len() != st.slots.len() {
+                views.extend(st.slots.iter().map(SlotView::of).enumerate());
+            } else {
+                for &t in &indices {
+                    for &i in &self.lists[t] {
+                        if st.slots[i].changed > self.parts_at[i] {
+                            views.push((i, SlotView::of(&st.slots[i])));
+                        }
+                    }
+                }
+            }
             let targets: Vec<(usize, TargetState)> = indices
                 .iter()
                 .map(|&t| (t, st.targets[t].clone()))
                 .collect();
-            (
-                st.generation,
-                st.page_detail,
-                targets.into_iter().zip(slots),
-            )
+            (st.generation, st.page_detail, targets, views)
         };
         // The lock is released: format.
-        for ((t, target), slots) in stale {
-            let mut h = String::with_capacity(2 * 1024 + 64 * slots.len());
-            card(&mut h, &target, &slots, detail);
-            self.sections[t] = Section {
+        self.worked += views.len() as u64;
+        if self.parts.len() != self.parts_at.len() {
+            self.parts = views.into_iter().map(|(_, v)| Part::of(v)).collect();
+            self.parts_at.fill(generation);
+        } else {
+            for (i, view) in views {
+                self.parts[i] = Part::of(view);
+                self.parts_at[i] = generation;
+            }
+        }
+        let Inner {
+            lists,
+            sections,
+            parts,
+            links,
+            rendered,
+            ..
+        } = self;
+        for (t, target) in stale {
+            let list = &lists[t];
+            let mut h = String::with_capacity(2 * 1024 + 64 * list.len());
+            card(&mut h, &target, parts, list, links, detail);
+            sections[t] = Section {
                 at: generation,
                 html: Bytes::from(h),
             };
-            self.rendered += 1;
+            *rendered += 1;
         }
         self.generation = generation;
     }
@@ -222,10 +267,22 @@ mod tests {
             );
         }
 
-        // A run on target b crosses the threshold: b alone is rendered again.
+        assert_eq!(
+            cache.slots_worked_out(),
+            6,
+            "the first view works out every slot"
+        );
+
+        // A run on target b crosses the threshold: b alone is rendered again, from the part
+        // of its other slot kept since the first view.
         run(&cfg, &store, 0, 1, 0.95);
         let view = cache.render();
         assert_eq!(cache.sections_rendered(), 4);
+        assert_eq!(
+            cache.slots_worked_out(),
+            7,
+            "only the slot that ran is worked out"
+        );
         let (old, new) = (sections(&again), sections(&view));
         assert_eq!(old[0].as_ptr(), new[0].as_ptr());
         assert_eq!(old[2].as_ptr(), new[2].as_ptr());

@@ -116,7 +116,7 @@ pub fn check_page(
     if !items.is_empty() {
         h.push_str("<h3>Beyond a threshold</h3><ul class=\"att\">");
         for i in &items {
-            item_html(&mut h, i, detail, None);
+            item_html(&mut h, &view, i, detail, None);
         }
         h.push_str("</ul>");
     }

@@ -10,8 +10,10 @@
 
 use std::fmt::Write as _;
 
-use super::attention::{SlotView, check_href, crossings, failure, item_html, worst};
-use super::html::{footer, head, nav, now, push_esc, push_name, utc};
+use super::attention::{
+    Found, Mark, SlotView, findings, item_html, mark, push_check_link, safe_name,
+};
+use super::html::{footer, head, nav, now, push_esc, utc};
 use crate::config::PageDetail;
 use crate::snapshot::{State, Store, TargetState};
 
@@ -19,19 +21,54 @@ use crate::snapshot::{State, Store, TargetState};
 /// rest are counted, and marked in the target's list of checks.
 pub const ATTENTION_ITEMS: usize = 10;
 
+/// What a section shows of one slot, worked out once per change of the slot: its view, its
+/// findings and its mark, and the HTML of those findings that a section has listed so far.
+/// The landing page's cache keeps one per slot, so a section re-rendered because one of its
+/// slots ran again does this work for that slot only.
+pub(super) struct Part {
+    pub view: SlotView,
+    /// What needs attention on the slot, in [`findings`] order.
+    found: Vec<Found>,
+    mark: Mark,
+    /// `found[i]` as a list entry, rendered the first time a section lists it (at most
+    /// [`ATTENTION_ITEMS`] per section are listed, so most findings are never rendered);
+    /// empty until then.
+    html: Vec<Option<Box<str>>>,
+}
+
+impl Part {
+    pub fn of(view: SlotView) -> Self {
+        let mut found = Vec::new();
+        findings(&view, &mut found);
+        let mark = mark(&view, &found);
+        Part {
+            html: Vec::new(),
+            view,
+            found,
+            mark,
+        }
+    }
+}
+
 /// `/` rendered whole, without the cache (what the first view after a start or a reload
 /// costs): the store's read lock is held only to clone what the sections show.
 pub fn landing(store: &Store) -> String {
-    let (targets, slots, detail) = {
+    let (targets, lists, views, links, detail) = {
         let st = store.read();
-        let all: Vec<usize> = (0..st.targets.len()).collect();
-        let slots = views(&st, &slot_lists(&st), &all);
-        (st.targets.clone(), slots, st.page_detail)
+        let views: Vec<SlotView> = st.slots.iter().map(SlotView::of).collect();
+        (
+            st.targets.clone(),
+            slot_lists(&st),
+            views,
+            Links::of(&st),
+            st.page_detail,
+        )
     };
+    let mut parts: Vec<Part> = views.into_iter().map(Part::of).collect();
     let mut h = String::with_capacity(16 * 1024 + 6 * 1024 * targets.len());
     start(&mut h, now());
-    for (t, s) in targets.iter().zip(&slots) {
-        card(&mut h, t, s, detail);
+    for (t, list) in targets.iter().zip(&lists) {
+        card(&mut h, t, &mut parts, list, &links, detail);
     }
     end(&mut h, targets.is_empty());
     h
@@ -46,18 +83,39 @@ pub(super) fn slot_lists(st: &State) -> Vec<Vec<usize>> {
     lists
 }
 
-/// What the sections of `targets` show of their slots, cloned under the lock (`lists` from
-/// [`slot_lists`] on the same state).
-pub(super) fn views(st: &State, lists: &[Vec<usize>], targets: &[usize]) -> Vec<Vec<SlotView>> {
-    targets
-        .iter()
-        .map(|&t| {
-            lists[t]
-                .iter()
-                .map(|&i| SlotView::of(&st.slots[i]))
-                .collect()
-        })
-        .collect()
+/// Each slot's link tail ([`push_check_link`]), in slot order, in one buffer: fixed for a
+/// store, so built once (one allocation, each name made HTML-safe once, not once per slot).
+#[derive(Default)]
+pub(super) struct Links {
+    text: String,
+    /// Where each slot's tail ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Links {
+    pub fn of(st: &State) -> Self {
+        let targets: Vec<String> = st.targets.iter().map(|t| safe_name(&t.name)).collect();
+        let mut checks: Vec<Option<String>> = Vec::new();
+        let mut links = Links {
+            text: String::with_capacity(st.slots.len() * 64),
+            ends: Vec::with_capacity(st.slots.len()),
+        };
+        for s in &st.slots {
+            if checks.len() <= s.check_index {
+                checks.resize(s.check_index + 1, None);
+            }
+            let check = checks[s.check_index].get_or_insert_with(|| safe_name(&s.check.name));
+            push_check_link(&mut links.text, check, &targets[s.target_index]);
+            links.ends.push(links.text.len());
+        }
+        links
+    }
+
+    /// Slot `i`'s link tail.
+    pub fn get(&self, i: usize) -> &str {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[from..self.ends[i]]
+    }
 }
 
 /// The page up to the first target's section: the only part that changes with every view.
@@ -85,9 +143,18 @@ fn up_badge(t: &TargetState) -> &'static str {
     }
 }
 
-/// One target's section of `/`: everything in it comes from `t` and `slots` (its slots, in
-/// check order) and `detail`, so the cache may reuse it until one of their stamps moves.
-pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: PageDetail) {
+/// One target's section of `/`: everything in it comes from `t`, the parts of its slots
+/// (`list`: their indices into `parts` and `links`, in check order) and `detail`, so the
+/// cache may reuse it until one of their stamps moves. Fills in the HTML of the findings it
+/// lists, which the parts keep.
+pub(super) fn card(
+    h: &mut String,
+    t: &TargetState,
+    parts: &mut [Part],
+    list: &[usize],
+    links: &Links,
+    detail: PageDetail,
+) {
     h.push_str("<section class=\"card\" id=\"target-");
     push_esc(h, &t.name);
     h.push_str("\"><div class=\"head\"><h2>");
@@ -135,23 +202,27 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
     }
     h.push_str("</p>");
 
-    // What needs attention, per slot (for the marks in the list of checks) and worst first.
-    let mut items = Vec::new();
-    let mut marks = Vec::with_capacity(slots.len());
-    for s in slots {
-        let from = items.len();
-        items.extend(failure(s));
-        crossings(s, &mut items);
-        marks.push(worst(&items[from..]));
+    // What needs attention, worst first (a stable sort: slot order within a rank).
+    let mut items: Vec<(u8, usize, usize)> = Vec::new();
+    let (mut ok, mut warn, mut crit, mut failed, mut pending, mut applicable) = (0, 0, 0, 0, 0, 0);
+    for &i in list {
+        let p = &parts[i];
+        if p.view.not_applicable.is_some() {
+            continue;
+        }
+        applicable += 1;
+        match p.mark {
+            Mark::Ok => ok += 1,
+            Mark::Warn => warn += 1,
+            Mark::Crit => crit += 1,
+            Mark::Fail => failed += 1,
+            Mark::Pending => pending += 1,
+        }
+        items.extend(p.found.iter().enumerate().map(|(f, x)| (x.rank, i, f)));
     }
-    items.sort_by_key(|i| i.rank);
-    let applicable: Vec<usize> = (0..slots.len())
-        .filter(|&i| slots[i].not_applicable.is_none())
-        .collect();
-    let count = |mark: &str| applicable.iter().filter(|&&i| marks[i] == mark).count();
-    let pending = applicable.iter().filter(|&&i| !slots[i].status.ran).count();
+    items.sort_by_key(|&(rank, _, _)| rank);
     if items.is_empty() {
-        if pending == applicable.len() && !applicable.is_empty() {
+        if pending == applicable && applicable > 0 {
             h.push_str("<p class=\"muted\">Waiting for the first runs.</p>");
         } else {
             h.push_str(
@@ -165,8 +236,17 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
             "<h3>Needs attention ({})</h3><ul class=\"att\">",
             items.len()
         );
-        for i in items.iter().take(ATTENTION_ITEMS) {
-            item_html(h, i, detail, Some(&t.name));
+        for &(_, i, f) in items.iter().take(ATTENTION_ITEMS) {
+            let p = &mut parts[i];
+            if p.html.is_empty() {
+                p.html.resize(p.found.len(), None);
+            }
+            let html = p.html[f].get_or_insert_with(|| {
+                let mut one = String::with_capacity(160);
+                item_html(&mut one, &p.view, &p.found[f], detail, Some(links.get(i)));
+                one.into_boxed_str()
+            });
+            h.push_str(html);
         }
         h.push_str("</ul>");
         if items.len() > ATTENTION_ITEMS {
@@ -179,35 +259,26 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
     }
 
     // Every check that applies here, marked with its worst state.
-    let failed = count("fail");
     let _ = write!(
         h,
-        "<details class=\"checks\"{}><summary>{} checks: {} ok, {} crit, {} warn, {} failed, {} pending</summary><p class=\"checks\">",
+        "<details class=\"checks\"{}><summary>{applicable} checks: {ok} ok, {crit} crit, {warn} warn, {failed} failed, {pending} pending</summary><p class=\"checks\">",
         if failed > 0 { " open" } else { "" },
-        applicable.len(),
-        count("ok") - pending,
-        count("crit"),
-        count("warn"),
-        failed,
-        pending
     );
-    for &i in &applicable {
-        let s = &slots[i];
-        let mark = if s.status.ran { marks[i] } else { "pending" };
-        h.push_str("<a class=\"");
-        h.push_str(mark);
-        h.push_str("\" href=\"");
-        check_href(h, &s.check.name, &t.name);
-        h.push_str("\">");
-        push_name(h, &s.check.name);
-        h.push_str("</a> ");
+    for &i in list {
+        let p = &parts[i];
+        if p.view.not_applicable.is_none() {
+            h.push_str("<a class=\"");
+            h.push_str(p.mark.as_str());
+            h.push('"');
+            h.push_str(links.get(i));
+        }
     }
     h.push_str("</p></details>");
 
     // Checks that cannot run here, grouped by why.
-    let mut skipped: Vec<(&str, &SlotView)> = slots
+    let mut skipped: Vec<(&str, usize)> = list
         .iter()
-        .filter_map(|s| s.not_applicable.as_deref().map(|w| (w, s)))
+        .filter_map(|&i| parts[i].view.not_applicable.as_deref().map(|w| (w, i)))
         .collect();
     if !skipped.is_empty() {
         skipped.sort_by_key(|(why, _)| *why);
@@ -217,7 +288,7 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
             skipped.len()
         );
         let mut last = None;
-        for (why, s) in skipped {
+        for (why, i) in skipped {
             if last != Some(why) {
                 if last.is_some() {
                     h.push_str("</li>");
@@ -227,11 +298,8 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
                 h.push_str(":</span> ");
                 last = Some(why);
             }
-            h.push_str("<a href=\"");
-            check_href(h, &s.check.name, &t.name);
-            h.push_str("\">");
-            push_name(h, &s.check.name);
-            h.push_str("</a> ");
+            h.push_str("<a");
+            h.push_str(links.get(i));
         }
         h.push_str("</li></ul></details>");
     }
