@@ -9,9 +9,9 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::archive::walk;
+#[cfg(feature = "s3")]
+use crate::support::moto::Moto;
 use crate::support::*;
 
 const FILES: &str = "redshift_exporter_archive_stored_files";
@@ -267,34 +267,10 @@ async fn gzip_archive_and_the_list_and_cat_commands() {
 
 /// GET with optional basic-auth credentials; (status, body).
 async fn get_as(addr: SocketAddr, path: &str, user_pass: Option<&str>) -> (u16, String) {
-    use base64::Engine;
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = user_pass
-        .map(|up| {
-            format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(up)
-            )
-        })
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(secs(10), s.read_to_end(&mut raw))
+    let r = http::get_as(addr, path, user_pass)
         .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (r.status, r.body)
 }
 
 /// The check page's link to its latest CSV (relative to `/checks/{check}/{target}`), as a
@@ -407,100 +383,6 @@ async fn archive_files_are_served_only_when_enabled_and_behind_auth() {
 }
 
 #[cfg(feature = "s3")]
-/// moto's S3 server on 127.0.0.1 (`pip install 'moto[server]'`; `.ci/run` installs it).
-struct Moto {
-    child: Option<std::process::Child>,
-    port: u16,
-}
-
-#[cfg(feature = "s3")]
-impl Moto {
-    /// Panics when moto is not installed: these tests must fail, not pass silently.
-    fn start() -> Moto {
-        let mut m = Moto {
-            child: None,
-            port: pg::free_port(),
-        };
-        if let Err(e) = m.spawn() {
-            panic!("{e}; install it with pip install 'moto[server]' (.ci/run does)");
-        }
-        m
-    }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run moto_server: {e}"))?;
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + secs(30);
-        while std::time::Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(ms(100));
-        }
-        Err("moto_server did not listen within 30s".into())
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    async fn request(&self, method: &str, path: &str) -> (u16, String) {
-        let mut s = tokio::net::TcpStream::connect(self.addr()).await.unwrap();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, text)
-    }
-
-    async fn create_bucket(&self, bucket: &str) {
-        let (status, text) = self.request("PUT", &format!("/{bucket}")).await;
-        assert_eq!(status, 200, "{text}");
-    }
-
-    /// Every key in the bucket (moto answers unsigned requests).
-    async fn keys(&self, bucket: &str) -> Vec<String> {
-        let (status, text) = self
-            .request("GET", &format!("/{bucket}?list-type=2&max-keys=1000"))
-            .await;
-        assert_eq!(status, 200, "{text}");
-        text.split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(String::from)
-            .collect()
-    }
-}
-
-#[cfg(feature = "s3")]
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-#[cfg(feature = "s3")]
 fn s3_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AWS_ACCESS_KEY_ID", "testing"),
@@ -555,7 +437,7 @@ async fn s3_upload_keys_outage_and_restart_lose_nothing() {
         "archive_max_age = \"2s\"\narchive_retention_interval = \"1s\"\ndrain_timeout = \"2s\"\n\
          [exporter.s3]\nbucket = \"rse-archive\"\nprefix = \"hist\"\nendpoint = \"http://127.0.0.1:{}\"\n\
          allow_http = true\nretry_initial = \"200ms\"\nretry_max = \"1s\"\ntimeout = \"3s\"",
-        moto.port
+        moto.port()
     );
     let checks = check_toml("up", "SELECT 1 AS v", "values = [\"v\"]\ninterval = \"1s\"");
     let cfg = config(&work, &db, &s3, &checks);
@@ -609,7 +491,7 @@ async fn s3_upload_keys_outage_and_restart_lose_nothing() {
 
     // S3 is back (moto starts empty) and the exporter restarts: everything pending from the
     // previous run is uploaded, nothing is lost.
-    moto.spawn().unwrap();
+    moto.restart();
     moto.create_bucket("rse-archive").await;
     let mut d = Daemon::spawn(&cfg, "127.0.0.1:0", &[], &s3_env());
     d.wait_listening(secs(15)).await;
@@ -648,7 +530,7 @@ async fn once_uploads_its_files_before_it_exits() {
     let s3 = format!(
         "archive_compression = \"gzip\"\n[exporter.s3]\nbucket = \"rse-once\"\nprefix = \"hist\"\n\
          endpoint = \"http://127.0.0.1:{}\"\nallow_http = true\ntimeout = \"5s\"",
-        moto.port
+        moto.port()
     );
     let checks = check_toml("up", "SELECT 1 AS v", "values = [\"v\"]");
     let cfg = config(&work, &db, &s3, &checks);

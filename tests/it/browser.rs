@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::{BIN, http_get};
+use crate::support::daemon::BIN;
+use crate::support::http::get as http_get;
 use crate::support::pg::free_port;
 use crate::support::secs;
 

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::{BIN, http_get};
+use crate::support::daemon::BIN;
+use crate::support::http::get as http_get;
 use crate::support::pg::free_port;
 use crate::support::prom::Metrics;
 use crate::support::secs;

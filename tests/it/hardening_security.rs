@@ -192,7 +192,7 @@ async fn metrics_over_tls_with_basic_auth_and_bad_web_configs_exit_two() {
 
 /// A plain-HTTP GET against a TLS port; `Err` when no HTTP response comes back.
 async fn http_get_plain(addr: std::net::SocketAddr) -> Result<(), String> {
-    crate::support::daemon::http_get(addr, "/metrics")
+    crate::support::http::get(addr, "/metrics")
         .await
         .map(|_| ())
 }

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
 
+// Lived here before the split; kept reachable for `use crate::support::pg::toml_str`.
+#[allow(unused_imports)]
+pub use super::config::{merge_defaults, toml_str};
+
 /// Environment variable naming an existing server to use instead of a throwaway cluster.
 pub const DATABASE_URL_ENV: &str = "REDSHIFT_EXPORTER_TEST_DATABASE_URL";
 
@@ -126,71 +130,6 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("test SQL failed: {e:?}\n{sql}"));
     }
-
-    /// A `[targets.NAME]` TOML section pointing at this database; `extra` is appended verbatim.
-    /// Keys that `extra` sets itself replace the defaults (host, port, database, user, password,
-    /// sslmode "disable", pool_size 5, connect_timeout "1s").
-    pub fn target_toml(&self, name: &str, extra: &str) -> String {
-        self.target_toml_without(name, extra, &[])
-    }
-
-    /// Like [`target_toml`](Self::target_toml), leaving out the default keys in `omit`
-    /// (e.g. `password` when `extra` sets `password_file`).
-    pub fn target_toml_without(&self, name: &str, extra: &str, omit: &[&str]) -> String {
-        let password = self.password.clone().unwrap_or_else(|| "unused".to_owned());
-        let defaults = [
-            ("host", toml_str(&self.host)),
-            ("port", self.port.to_string()),
-            ("database", toml_str(&self.dbname)),
-            ("user", toml_str(&self.user)),
-            ("password", toml_str(&password)),
-            ("sslmode", toml_str("disable")),
-            ("pool_size", "5".to_owned()),
-            ("connect_timeout", toml_str("1s")),
-        ];
-        let defaults: Vec<(&str, String)> = defaults
-            .into_iter()
-            .filter(|(k, _)| !omit.contains(k))
-            .collect();
-        format!(
-            "[targets.{name}]\n{}{extra}\n",
-            merge_defaults(&defaults, extra)
-        )
-    }
-}
-
-/// `key = value` lines for every default whose key the `extra` TOML lines do not set.
-pub fn merge_defaults(defaults: &[(&str, String)], extra: &str) -> String {
-    let set_by_extra = |key: &str| {
-        extra.lines().any(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-    };
-    defaults
-        .iter()
-        .filter(|(k, _)| !set_by_extra(k))
-        .map(|(k, v)| format!("{k} = {v}\n"))
-        .collect()
-}
-
-/// A TOML basic string literal for `s`.
-pub fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A name that is unique across concurrently running test processes (lower case, `[a-z0-9_]`).
