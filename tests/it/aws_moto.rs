@@ -207,20 +207,7 @@ async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
         ("AWS_SECRET_ACCESS_KEY", "x"),
         ("AWS_REGION", "us-east-1"),
     ];
-    let cfg_s = cfg.display().to_string();
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &cfg_s,
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--log.format",
-        "json",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut d = Daemon::spawn_raw(&args, &env);
-    d.wait_listening(Duration::from_secs(15)).await;
+    let mut d = Daemon::start_at_level(&cfg, None, &env).await;
     let ok = [("target", "main"), ("check", "who"), ("result", "success")];
     let m = d
         .wait_metrics("a run as sm_rot", Duration::from_secs(45), |m| {

@@ -80,22 +80,7 @@ async fn a_distinctive_password_appears_nowhere() {
         );
     let cfg = work.write("checks.toml", &text);
     let cfg_s = cfg.to_string_lossy().into_owned();
-    let env = [("RSE_IT_SECRET_PW", PW)];
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &cfg_s,
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--log.format",
-        "json",
-        "--log.level",
-        "trace",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut d = Daemon::spawn_raw(&args, &env);
-    d.wait_listening(secs(15)).await;
+    let mut d = Daemon::start_at_level(&cfg, Some("trace"), &[("RSE_IT_SECRET_PW", PW)]).await;
     let m = d
         .wait_metrics("good, failing and refused runs", secs(10), |m| {
             m.get(SUCCESS, &[("target", "main"), ("check", "who")]) == Some(1.0)
@@ -233,24 +218,10 @@ async fn aws_keys_tokens_and_fetched_passwords_appear_nowhere() {
             "labels = [\"usr\"]\nvalues = [\"v\"]",
         );
     let cfg = work.write("checks.toml", &text);
-    let cfg_s = cfg.to_string_lossy().into_owned();
     let env = daemon_env();
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &cfg_s,
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--log.format",
-        "json",
-        "--log.level",
-        "trace",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut d = Daemon::spawn_raw(&args, &env_ref);
-    d.wait_listening(secs(15)).await;
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let mut d = Daemon::start_at_level(&cfg, Some("trace"), &env_ref).await;
     let m = d
         .wait_metrics("both AWS logins", secs(15), |m| {
             m.get(SUCCESS, &[("target", "sm"), ("check", "who")]) == Some(1.0)

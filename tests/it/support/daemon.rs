@@ -51,24 +51,22 @@ impl Daemon {
     /// Starts `run --config PATH --web.listen-address LISTEN --log.format json --log.level debug ARGS...`
     /// without waiting; `env` is added to the child's environment.
     pub fn spawn(config: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut all: Vec<String> = vec![
-            "run".into(),
-            "--config".into(),
-            config.to_string_lossy().into(),
-        ];
-        all.extend(
-            [
-                "--web.listen-address",
-                listen,
-                "--log.format",
-                "json",
-                "--log.level",
-                "debug",
-            ]
-            .map(String::from),
-        );
+        let mut all = run_args(config, listen, Some("debug"));
         all.extend(args.iter().map(|a| (*a).to_owned()));
         Daemon::spawn_raw(&all, env)
+    }
+
+    /// Starts `run --config PATH` on 127.0.0.1:0 with JSON logs at `level` (`None`: the
+    /// binary's default, which [`spawn`](Self::spawn)'s `debug` would replace; `trace` for the
+    /// tests that look for secrets in everything logged) and waits (15 s) for "listening".
+    pub async fn start_at_level(
+        config: &Path,
+        level: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut d = Daemon::spawn_raw(&run_args(config, "127.0.0.1:0", level), env);
+        d.wait_listening(Duration::from_secs(15)).await;
+        d
     }
 
     /// Starts the binary with exactly `args` (stderr captured as with [`Daemon::spawn`]).
@@ -278,6 +276,23 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `run --config PATH --web.listen-address LISTEN --log.format json [--log.level LEVEL]`.
+fn run_args(config: &Path, listen: &str, level: Option<&str>) -> Vec<String> {
+    let mut all: Vec<String> = vec![
+        "run".into(),
+        "--config".into(),
+        config.to_string_lossy().into(),
+        "--web.listen-address".into(),
+        listen.into(),
+        "--log.format".into(),
+        "json".into(),
+    ];
+    if let Some(level) = level {
+        all.extend(["--log.level".into(), level.into()]);
+    }
+    all
 }
 
 impl Drop for Daemon {

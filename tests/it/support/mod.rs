@@ -6,7 +6,8 @@
 //! - [`daemon`]: the exporter as a subprocess (start, signals, scrapes, exit waits);
 //! - [`logs`]: its JSON log lines ([`LogLine`]);
 //! - [`http`]: the one HTTP client (plain requests and a raw exchange);
-//! - [`cli`]: one-shot subcommands with captured output ([`run_cli`]);
+//! - [`cli`]: one-shot subcommands with captured output ([`run_cli`]); [`demo`]: the `demo`
+//!   subcommand as a process;
 //! - [`prom`]: a Prometheus text-format parser; [`aws`]: an AWS API stand-in; [`moto`]: moto as
 //!   the AWS of the S3 and IAM tests;
 //! - here: the self-metric names ([`names`]), a generic deadline-bounded poll ([`wait_for`]),
@@ -19,6 +20,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod http;
 pub mod logs;
 #[cfg(feature = "aws")]
