@@ -61,15 +61,12 @@ fn count_lines(d: &Daemon, message_prefix: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_archive_is_counted_logged_once_per_episode_and_recovers() {
     const ROWS: usize = 400; // ~20 KB per file
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml(
         "big",
         &format!("SELECT g AS id, md5(g::text) AS h, 1 AS v FROM generate_series(1, {ROWS}) g"),
         "labels = [\"id\"]\nvalues = [\"v\"]\ninterval = \"1s\"",
     );
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let mut d = Daemon::start(&cfg).await;
+    let (_db, work, mut d) = start_with_checks(&checks).await;
     let m = d
         .wait_metrics("a first CSV", secs(10), |m| {
             m.check_value(ARCHIVE_FILES, "big").unwrap_or(0.0) >= 1.0
@@ -136,15 +133,12 @@ async fn full_archive_is_counted_logged_once_per_episode_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_folder_unwritable_or_gone_keeps_running_and_recovers() {
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml(
         "arch",
         "SELECT 'a'::text AS k, 5 AS v",
         "labels = [\"k\"]\nvalues = [\"v\"]\ninterval = \"1s\"",
     );
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let d = Daemon::start(&cfg).await;
+    let (_db, work, d) = start_with_checks(&checks).await;
     let root = work.archive();
     let m = d
         .wait_metrics("a first CSV", secs(10), |m| {

@@ -16,6 +16,37 @@ async fn observable(d: &Daemon) -> Vec<(String, String)> {
     out
 }
 
+/// Every archived CSV file, as (path, contents).
+fn archived(work: &WorkDir) -> Vec<(String, String)> {
+    walk(&work.archive())
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            (f.display().to_string(), text)
+        })
+        .collect()
+}
+
+/// `once` at the most verbose log level and `check-config` on `cfg`, with `env`: (the
+/// arguments, the output).
+async fn once_and_check_config(cfg: &str, env: &[(String, String)]) -> Vec<(String, CliOutput)> {
+    let mut outs = Vec::new();
+    for args in [
+        vec!["once", "--config", cfg, "--log.level", "trace"],
+        vec!["check-config", "--config", cfg],
+    ] {
+        let out = run_cli(
+            args.iter().map(|s| s.to_string()).collect(),
+            env.to_vec(),
+            vec![],
+            secs(30),
+        )
+        .await;
+        outs.push((format!("{args:?}"), out));
+    }
+    outs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distinctive_password_appears_nowhere() {
     const PW: &str = "Zebra-Quartz-7781-pw";
@@ -122,31 +153,16 @@ async fn a_distinctive_password_appears_nowhere() {
     seen.push(("daemon log after shutdown".into(), d.log_text()));
 
     // CSV archive
-    for f in walk(&work.archive()) {
-        seen.push((
-            f.display().to_string(),
-            std::fs::read_to_string(&f).unwrap_or_default(),
-        ));
-    }
+    seen.extend(archived(&work));
     // once and check-config, with the most verbose logging
     let env_v = vec![("RSE_IT_SECRET_PW".to_owned(), PW.to_owned())];
-    for args in [
-        vec!["once", "--config", &cfg_s, "--log.level", "trace"],
-        vec!["check-config", "--config", &cfg_s],
-    ] {
-        let out = run_cli(
-            args.iter().map(|s| s.to_string()).collect(),
-            env_v.clone(),
-            vec![],
-            secs(30),
-        )
-        .await;
+    for (args, out) in once_and_check_config(&cfg_s, &env_v).await {
         assert!(
             out.stdout.contains("who") || out.stderr.contains("who"),
             "{}",
             out.dump()
         );
-        seen.push((format!("{args:?}"), out.dump()));
+        seen.push((args, out.dump()));
     }
     // Debug output of the parsed configuration
     let parsed = redshift_exporter::config::parse(&text, |k| {
@@ -248,28 +264,13 @@ async fn aws_keys_tokens_and_fetched_passwords_appear_nowhere() {
     d.sigterm();
     assert_eq!(d.wait_exit(secs(15)).await.code(), Some(0));
     seen.push(("daemon log after shutdown".into(), d.log_text()));
-    for f in walk(&work.archive()) {
-        seen.push((
-            f.display().to_string(),
-            std::fs::read_to_string(&f).unwrap_or_default(),
-        ));
-    }
+    seen.extend(archived(&work));
     let env_v: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    for args in [
-        vec!["once", "--config", &cfg_s, "--log.level", "trace"],
-        vec!["check-config", "--config", &cfg_s],
-    ] {
-        let out = run_cli(
-            args.iter().map(|s| s.to_string()).collect(),
-            env_v.clone(),
-            vec![],
-            secs(30),
-        )
-        .await;
-        seen.push((format!("{args:?}"), out.dump()));
+    for (args, out) in once_and_check_config(&cfg_s, &env_v).await {
+        seen.push((args, out.dump()));
     }
     let parsed = redshift_exporter::config::parse(&text, |_| None).expect("valid");
     seen.push(("Debug of Config".into(), format!("{parsed:?} {parsed:#?}")));

@@ -25,6 +25,7 @@ pub use super::logs::LogLine;
 pub use super::work::WorkDir;
 
 use super::http;
+use super::pg::{TestDb, database};
 use super::prom::Metrics;
 
 /// Path of the binary under test.
@@ -276,6 +277,18 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A test's usual start: a fresh database, a work folder, a config `<work>/checks.toml` with
+/// target `main` on that database and `checks` ([`config_toml`]), and the daemon running it,
+/// listening. The database and folder are returned for the test to keep alive (and use), in
+/// the order of declaration that drops the daemon first.
+pub async fn start_with_checks(checks: &str) -> (TestDb, WorkDir, Daemon) {
+    let db = database().await;
+    let work = WorkDir::new();
+    let cfg = work.write("checks.toml", &config_toml(&work, &db, checks));
+    let d = Daemon::start(&cfg).await;
+    (db, work, d)
 }
 
 /// `run --config PATH --web.listen-address LISTEN --log.format json [--log.level LEVEL]`.

@@ -38,7 +38,7 @@ pub use cli::{CliOutput, check_config, once, run_cli};
 #[allow(unused_imports)]
 pub use config::{check_toml, config_toml, exporter_toml, toml_str};
 #[allow(unused_imports)]
-pub use daemon::Daemon;
+pub use daemon::{Daemon, start_with_checks};
 #[allow(unused_imports)]
 pub use http::HttpResponse;
 #[allow(unused_imports)]
