@@ -1,6 +1,7 @@
 //! Hardening, the web endpoint: TLS and basic auth on `/metrics` from `--web.config.file` through
 //! the real daemon (certificates made with `openssl`, requests made with `curl`), plain HTTP
-//! refused on the TLS port, and a bad web config exiting 2.
+//! refused on the TLS port, a bad web config exiting 2, and malformed requests (sent raw)
+//! refused with a 4xx while the daemon keeps serving.
 
 use std::path::Path;
 use std::process::Command;
@@ -191,4 +192,37 @@ async fn http_get_plain(addr: std::net::SocketAddr) -> Result<(), String> {
     crate::support::http::get(addr, "/metrics")
         .await
         .map(|_| ())
+}
+
+/// Requests no client sends (a request line that is not HTTP, a header without a colon, a
+/// second Content-Length that disagrees, an unknown HTTP version) get a 4xx answer, never a
+/// hang or a crash, and the daemon keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_and_the_daemon_keeps_serving() {
+    let checks = check_toml("ok", "SELECT 1 AS v", "values = [\"v\"]");
+    let (_db, _work, d) = start_with_checks(&checks).await;
+    for raw in [
+        &b"NOT AN HTTP REQUEST\r\n\r\n"[..],
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 5\r\n\r\nab",
+        b"GET /metrics HTTP/9.9\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = http::raw_exchange(d.addr(), raw)
+            .await
+            .unwrap_or_else(|e| panic!("{e} for {:?}", String::from_utf8_lossy(raw)));
+        let r = http::parse_response(&answer)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&answer)));
+        assert!(
+            (400..500).contains(&r.status),
+            "{:?} answered {}",
+            String::from_utf8_lossy(raw),
+            r.status
+        );
+    }
+    let m = d
+        .wait_metrics("the check to run", secs(10), |m| {
+            m.check_value(SUCCESS, "ok") == Some(1.0)
+        })
+        .await;
+    assert!(m.has_family(BUILD_INFO));
 }
