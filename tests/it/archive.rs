@@ -201,15 +201,12 @@ async fn csv_file_name_header_quoting_and_nulls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_temporary_files_are_left_behind() {
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml(
         "many",
         "SELECT g AS id, g AS n, md5(g::text) AS h FROM generate_series(1, 2000) g",
         "labels = [\"id\"]\nvalues = [\"n\"]\ninterval = \"1s\"",
     );
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let mut d = Daemon::start(&cfg).await;
+    let (_db, work, mut d) = start_with_checks(&checks).await;
     d.wait_metrics("three archived files", secs(12), |m| {
         m.check_value(ARCHIVE_FILES, "many").unwrap_or(0.0) >= 3.0
     })
@@ -241,12 +238,9 @@ async fn no_temporary_files_are_left_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_result_writes_no_file_and_warns() {
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml("empty", "SELECT 1 AS v WHERE false", "values = [\"v\"]")
         + &check_toml("full", "SELECT 1 AS v", "values = [\"v\"]");
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let d = Daemon::start(&cfg).await;
+    let (_db, work, d) = start_with_checks(&checks).await;
     let m = d
         .wait_metrics("both checks to run twice", secs(10), |m| {
             m.check_value_with(RUNS, "empty", "result", "success")

@@ -10,57 +10,13 @@ use std::time::Duration;
 
 use redshift_exporter::pgtemp::TempCluster;
 
-use crate::support::pg::free_port;
+use crate::support::moto::Moto;
 use crate::support::{TestDb, WorkDir, run_cli};
 use crate::tls::make_pki;
 
-struct Moto {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// moto with signature and policy checks after the first four (setup) calls.
-fn start_moto() -> Option<Moto> {
-    start_moto_with(Some(4))
-}
-
-/// moto_server on a free loopback port, listening within 30 s; `no_auth_calls`: how many
-/// first calls moto serves without checking signatures (`None`: no checks at all).
-fn start_moto_with(no_auth_calls: Option<u32>) -> Option<Moto> {
-    let port = free_port();
-    let mut cmd = std::process::Command::new("moto_server");
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    if let Some(n) = no_auth_calls {
-        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
-    }
-    let child = match cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        // .ci/run installs moto: a missing server is a failure, never a silent pass.
-        Err(e) => panic!("cannot run moto_server ({e}); pip install 'moto[server]'"),
-    };
-    let moto = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(moto);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("moto_server did not listen within 30 s");
+fn start_moto() -> Moto {
+    Moto::start_with(Some(4))
 }
 
 /// The four unauthenticated setup calls (IAM user, key, policy; cluster), then the password
@@ -89,9 +45,9 @@ print(json.dumps({"key": key["AccessKeyId"], "secret": key["SecretAccessKey"], "
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_login_through_moto_with_signature_checks() {
-    let Some(moto) = start_moto() else { return };
+    let moto = start_moto();
     let out = std::process::Command::new("python3")
-        .args(["-c", SETUP, &moto.url])
+        .args(["-c", SETUP, &moto.url()])
         .output()
         .expect("python3 runs");
     assert!(
@@ -153,7 +109,7 @@ async fn iam_login_through_moto_with_signature_checks() {
     let path = work.write("checks.toml", &config);
     let env = |secret: &str| {
         vec![
-            ("AWS_ENDPOINT_URL".to_owned(), moto.url.clone()),
+            ("AWS_ENDPOINT_URL".to_owned(), moto.url()),
             ("AWS_ACCESS_KEY_ID".to_owned(), key.clone()),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), secret.to_owned()),
             ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
@@ -204,15 +160,13 @@ async fn iam_login_through_moto_with_signature_checks() {
 async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
     use crate::support::names::{ERRORS, RUNS};
     use crate::support::{Daemon, check_toml, exporter_toml};
-    let Some(moto) = start_moto_with(None) else {
-        return;
-    };
+    let moto = Moto::start();
     let boto = |code: &str| {
         let script = format!(
             "import boto3, json, sys\nsm = boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='AKIAMOTO', aws_secret_access_key='x')\n{code}"
         );
         let out = std::process::Command::new("python3")
-            .args(["-c", &script, &moto.url])
+            .args(["-c", &script, &moto.url()])
             .output()
             .unwrap();
         assert!(
@@ -246,26 +200,14 @@ async fn a_rotated_secret_in_moto_is_picked_up_by_the_daemon() {
             "values = [\"v\"]\ninterval = \"1s\"",
         );
     let cfg = work.write("checks.toml", &text);
+    let endpoint = moto.url();
     let env = [
-        ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", "AKIAMOTO"),
         ("AWS_SECRET_ACCESS_KEY", "x"),
         ("AWS_REGION", "us-east-1"),
     ];
-    let cfg_s = cfg.display().to_string();
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &cfg_s,
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--log.format",
-        "json",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut d = Daemon::spawn_raw(&args, &env);
-    d.wait_listening(Duration::from_secs(15)).await;
+    let mut d = Daemon::start_at_level(&cfg, None, &env).await;
     let ok = [("target", "main"), ("check", "who"), ("result", "success")];
     let m = d
         .wait_metrics("a run as sm_rot", Duration::from_secs(45), |m| {

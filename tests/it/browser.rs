@@ -8,11 +8,9 @@
 //! `node` and `npm ci` in `tests/browser` (`.ci/run` does all three).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::support::daemon::{BIN, http_get};
-use crate::support::pg::free_port;
+use crate::support::demo::Demo;
 use crate::support::secs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,30 +27,8 @@ async fn pages_render_in_chromium_at_desktop_and_phone_widths() {
         "playwright-core is missing: (cd tests/browser && npm ci)"
     );
 
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut demo = Command::new(BIN)
-        .args(["demo", "--web.listen-address", &listen])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let addr = listen.parse().unwrap();
-    let deadline = Instant::now() + secs(90);
-    loop {
-        assert!(Instant::now() < deadline, "demo not ready");
-        if let Some(status) = demo.try_wait().unwrap() {
-            panic!("demo exited early ({status})");
-        }
-        if http_get(addr, "/-/ready")
-            .await
-            .is_ok_and(|r| r.status == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let mut demo = Demo::start(secs(90)).await;
+    let listen = demo.addr;
 
     let out = root.join("target/browser");
     let run = tokio::task::spawn_blocking({
@@ -72,13 +48,8 @@ async fn pages_render_in_chromium_at_desktop_and_phone_widths() {
         .expect("the browser run finishes within 4 minutes")
         .unwrap();
 
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(demo.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + secs(30);
-    while demo.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "demo did not exit after SIGINT");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    demo.signal(libc::SIGINT);
+    demo.wait_exit(secs(30), "after SIGINT").await;
 
     assert!(
         output.status.success(),

@@ -5,13 +5,6 @@
 use crate::support::names::*;
 use crate::support::*;
 
-fn sighup(d: &Daemon) {
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(d.pid(), libc::SIGHUP);
-    }
-}
-
 fn fleet_config(work: &WorkDir, db: &TestDb, env: &str) -> std::path::PathBuf {
     let text = exporter_toml(&work.archive(), "archive = false")
         + "\n"
@@ -106,7 +99,7 @@ async fn static_labels_reach_every_series_and_a_reload_changes_them_keeping_the_
     // Reload with another label value: the series carry it, the old ones are gone, and the
     // session (pool of 1) is the same one.
     fleet_config(&work, &db, "staging");
-    sighup(&d);
+    d.sighup();
     let m = d
         .wait_metrics("the new label value", secs(15), |m| {
             target_series(m)

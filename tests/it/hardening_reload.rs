@@ -4,12 +4,9 @@
 //! without dropping unchanged pools (same backend pid) or interrupting a running check; scrapes
 //! during repeated reloads all succeed; POST without `--web.enable-lifecycle` is refused.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Instant;
 
 use crate::support::names::*;
 use crate::support::*;
@@ -17,41 +14,6 @@ use crate::support::*;
 const RELOAD_OK: &str = "redshift_exporter_config_last_reload_successful";
 const RELOAD_TS: &str = "redshift_exporter_config_last_reload_success_timestamp_seconds";
 
-/// `POST path` with an empty body; (status, body). 20 s deadline.
-async fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|x| x.1.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    };
-    tokio::time::timeout(Duration::from_secs(20), fut)
-        .await
-        .expect("POST answered within 20 s")
-}
-
-fn sighup(d: &Daemon) {
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(d.pid(), libc::SIGHUP);
-    }
-}
-
-/// Targets `main` (pool of 1, so its session is always the same one) and `slowt` on one database.
 fn reload_config(work: &WorkDir, db: &TestDb, extra_checks: &str) -> String {
     exporter_toml(&work.archive(), "archive = false")
         + "\n"
@@ -97,7 +59,7 @@ async fn sighup_bad_file_keeps_the_old_config_good_file_swaps_without_dropping_p
     work.write("checks.toml", &bad);
     let cc = check_config(&path).await;
     assert_eq!(cc.code, Some(2), "{}", cc.dump());
-    sighup(&d);
+    d.sighup();
     let m = d
         .wait_metrics("reload_successful 0", secs(5), |m| {
             m.get(RELOAD_OK, &[]) == Some(0.0)
@@ -139,7 +101,7 @@ async fn sighup_bad_file_keeps_the_old_config_good_file_swaps_without_dropping_p
             ),
         ),
     );
-    sighup(&d);
+    d.sighup();
     let m = d
         .wait_metrics("the added check after the reload", secs(6), |m| {
             m.get(RELOAD_OK, &[]) == Some(1.0)
@@ -210,8 +172,8 @@ async fn post_reload_needs_lifecycle_and_scrapes_never_fail_during_reloads() {
 
     // Without --web.enable-lifecycle: 403, nothing reloaded.
     let d = Daemon::start(&path).await;
-    let (status, body) = http_post(d.addr(), "/-/reload").await;
-    assert_eq!(status, 403, "{body}");
+    let r = d.post("/-/reload").await;
+    assert_eq!(r.status, 403, "{}", r.body);
     assert!(d.logs_with_message("configuration reloaded").is_empty());
     drop(d);
 
@@ -231,7 +193,7 @@ async fn post_reload_needs_lifecycle_and_scrapes_never_fail_during_reloads() {
             let mut n = 0;
             let mut failures = Vec::new();
             while !stop.load(Ordering::Acquire) {
-                match crate::support::daemon::http_get(addr, "/metrics").await {
+                match http::get(addr, "/metrics").await {
                     Ok(r) if r.status == 200 => match Metrics::parse(&r.body) {
                         Ok(m) => {
                             for f in [
@@ -261,8 +223,8 @@ async fn post_reload_needs_lifecycle_and_scrapes_never_fail_during_reloads() {
     };
     for i in 0..12 {
         work.write("checks.toml", if i % 2 == 0 { &b } else { &a });
-        let (status, body) = http_post(addr, "/-/reload").await;
-        assert_eq!(status, 200, "reload {i}: {body}");
+        let r = d.post("/-/reload").await;
+        assert_eq!(r.status, 200, "reload {i}: {}", r.body);
         tokio::time::sleep(ms(150)).await;
     }
     // An invalid file over HTTP: 500 with the problems; the state stays scrapeable.
@@ -270,9 +232,9 @@ async fn post_reload_needs_lifecycle_and_scrapes_never_fail_during_reloads() {
         "checks.toml",
         &(a.clone() + "[[checks]]\nname = \"Bad Name\"\n"),
     );
-    let (status, body) = http_post(addr, "/-/reload").await;
-    assert_eq!(status, 500, "{body}");
-    assert!(body.contains("Bad Name"), "{body}");
+    let r = d.post("/-/reload").await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("Bad Name"), "{}", r.body);
     tokio::time::sleep(ms(300)).await;
     stop.store(true, Ordering::Release);
     let (n, failures) = scraper.await.unwrap();

@@ -5,6 +5,7 @@ mod support;
 
 mod archive;
 mod archive_lifecycle;
+mod archive_s3;
 #[cfg(feature = "aws")]
 mod aws_login;
 #[cfg(feature = "aws")]
@@ -16,10 +17,13 @@ mod detection;
 mod docs;
 mod endpoints;
 mod fleet;
+mod hardening_archive;
 mod hardening_faults;
 mod hardening_reload;
 mod hardening_results;
+mod hardening_secrets;
 mod hardening_security;
+mod hardening_web;
 mod harness;
 mod mapping;
 mod pack;

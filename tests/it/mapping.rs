@@ -228,15 +228,12 @@ async fn failed_run_drops_that_checks_series_and_counts_the_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_and_text_values_are_skipped_and_counted() {
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml(
         "nt",
         "SELECT 'x'::text AS k, NULL::int AS n, 'abc'::text AS s, 7 AS good",
         "labels = [\"k\"]\nvalues = [\"n\", \"s\", \"good\"]",
     );
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let d = Daemon::start(&cfg).await;
+    let (_db, _work, d) = start_with_checks(&checks).await;
     let m = d
         .wait_metrics("nt to run", secs(10), |m| {
             m.check_value_with(SAMPLE_ERRORS, "nt", "reason", "null")
@@ -339,11 +336,8 @@ async fn checks_run_on_every_target_unless_restricted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_value_column_fails_the_run_as_columns() {
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml("cols", "SELECT 1 AS v", "values = [\"v\", \"missing_col\"]");
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let d = Daemon::start(&cfg).await;
+    let (_db, _work, d) = start_with_checks(&checks).await;
     let m = d
         .wait_metrics("a columns error", secs(10), |m| {
             m.check_value_with(ERRORS, "cols", "kind", "columns")
@@ -373,15 +367,12 @@ async fn missing_value_column_fails_the_run_as_columns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_label_sets_keep_one_series_and_are_counted() {
-    let db = database().await;
-    let work = WorkDir::new();
     let checks = check_toml(
         "dups",
         "SELECT 'same'::text AS k, g AS v FROM generate_series(1, 3) g ORDER BY g",
         "labels = [\"k\"]\nvalues = [\"v\"]",
     );
-    let cfg = work.write("checks.toml", &config_toml(&work, &db, &checks));
-    let d = Daemon::start(&cfg).await;
+    let (_db, _work, d) = start_with_checks(&checks).await;
     let m = d
         .wait_metrics("duplicate_labels to be counted", secs(10), |m| {
             m.check_value_with(SAMPLE_ERRORS, "dups", "reason", "duplicate_labels")

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pack::{PackDaemon, start_pack_daemon};
-use crate::support::daemon::http_get;
+use crate::support::http::get as http_get;
 use crate::support::pg::free_port;
 use crate::support::secs;
 
@@ -208,31 +208,15 @@ fn q(s: &str) -> String {
         .collect()
 }
 
-/// GET /metrics with the `Accept` header Prometheus 2.x sends (scrape/scrape.go), over a raw
-/// socket: (content type, body).
+/// GET /metrics with the `Accept` header Prometheus 2.x sends (scrape/scrape.go):
+/// (content type, body).
 async fn get_as_prometheus(addr: std::net::SocketAddr) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(secs(10), s.read_to_end(&mut raw))
+    const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let r = crate::support::http::request(addr, "GET", "/metrics", &[("Accept", ACCEPT)], b"")
         .await
-        .expect("response within 10 s")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("headers end");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(String::from)
-        })
-        .expect("a content type");
-    (content_type, body.to_string())
+        .expect("a response within the deadline");
+    let content_type = r.header("content-type").expect("a content type").to_owned();
+    (content_type, r.body)
 }
 
 /// OpenMetrics end to end: Prometheus asks for it first, so a real Prometheus parses our

@@ -1,23 +1,54 @@
-//! Test harness shared by every integration-test module: a PostgreSQL server ([`pg`]), the exporter
-//! as a subprocess ([`daemon`]), a Prometheus text-format parser ([`prom`]), the self-metric names
-//! ([`names`]), a generic deadline-bounded poll ([`wait_for`]), and helpers for watching the
-//! exporter's sessions in `pg_stat_activity`.
+//! Test harness shared by every integration-test module, one concern a module:
+//! - [`work`]: the per-test work folder ([`WorkDir`]);
+//! - [`config`]: TOML builders for the exporter, target and check sections;
+//! - [`pg`]: the PostgreSQL the tests run against ([`database`], [`PgCluster`]), on top of the
+//!   crate's own throwaway cluster (`redshift_exporter::pgtemp`);
+//! - [`daemon`]: the exporter as a subprocess (start, signals, scrapes, exit waits);
+//! - [`logs`]: its JSON log lines ([`LogLine`]);
+//! - [`http`]: the one HTTP client (plain requests and a raw exchange);
+//! - [`cli`]: one-shot subcommands with captured output ([`run_cli`]); [`demo`]: the `demo`
+//!   subcommand as a process;
+//! - [`prom`]: a Prometheus text-format parser; [`aws`]: an AWS API stand-in; [`moto`]: moto as
+//!   the AWS of the S3 and IAM tests;
+//! - here: the self-metric names ([`names`]), a generic deadline-bounded poll ([`wait_for`]),
+//!   and helpers for watching the exporter's sessions in `pg_stat_activity`.
 
 #![allow(dead_code)]
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cli;
+pub mod config;
 pub mod daemon;
+pub mod demo;
+pub mod http;
+pub mod logs;
+#[cfg(feature = "aws")]
+pub mod moto;
 pub mod pg;
 pub mod prom;
+pub mod work;
 
 use std::time::Duration;
 
-pub use daemon::{
-    Daemon, WorkDir, check_config, check_toml, config_toml, exporter_toml, once, run_cli,
-};
+// The names the test modules use through `use crate::support::*`; not every build (features)
+// uses each one.
+#[allow(unused_imports)]
+pub use cli::{CliOutput, check_config, once, run_cli};
+#[allow(unused_imports)]
+pub use config::{check_toml, config_toml, exporter_toml, toml_str};
+#[allow(unused_imports)]
+pub use daemon::{Daemon, start_with_checks};
+#[allow(unused_imports)]
+pub use http::HttpResponse;
+#[allow(unused_imports)]
+pub use logs::LogLine;
+#[allow(unused_imports)]
 pub use pg::{PgCluster, TestDb, database};
+#[allow(unused_imports)]
 pub use prom::Metrics;
+#[allow(unused_imports)]
+pub use work::WorkDir;
 
 /// Shorthand for whole seconds.
 pub fn secs(n: u64) -> Duration {

@@ -1,24 +1,28 @@
-//! PostgreSQL for the integration tests.
+//! PostgreSQL for the integration tests: the server the tests' databases live on, and those
+//! databases as [`TestDb`]s.
 //!
-//! Owns the test database server: either an existing server named by the environment variable
-//! `REDSHIFT_EXPORTER_TEST_DATABASE_URL` (a `postgres://` URL of a role that may `CREATE DATABASE`), or one
-//! throwaway cluster per test process, created with `initdb` under `/tmp`, run as the `postgres` OS user
-//! when the tests run as root, and stopped with SIGQUIT when the process exits (an `atexit` hook, backed
-//! by `PR_SET_PDEATHSIG` so even a killed test process leaves no postmaster behind).
-//! Every test gets its own fresh database ([`database`]); tests that need to stop and restart the server
-//! get a [`PgCluster::dedicated`] cluster of their own.
+//! The server is either an existing one named by the environment variable
+//! `REDSHIFT_EXPORTER_TEST_DATABASE_URL` (a `postgres://` URL of a role that may `CREATE DATABASE`),
+//! or one throwaway cluster per test process: the crate's own `redshift_exporter::pgtemp` (the one
+//! `demo` uses; it runs the server as the `postgres` OS user when the tests run as root and makes
+//! it die with the test process), stopped through an `atexit` hook since a static is never dropped.
+//! Every test gets its own fresh database ([`database`]); tests that need to stop and restart the
+//! server, or change its `pg_hba.conf`, get a [`PgCluster::dedicated`] cluster of their own.
+//!
+//! Owns no cluster code of its own: starting, stopping and reconfiguring servers is `pgtemp`'s.
 
-use std::fs;
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redshift_exporter::pgtemp::{self, TempCluster};
 use tokio_postgres::{Client, NoTls};
+
+// Lived here before the split; kept reachable for `use crate::support::pg::toml_str`.
+#[allow(unused_imports)]
+pub use super::config::{merge_defaults, toml_str};
 
 /// Environment variable naming an existing server to use instead of a throwaway cluster.
 pub const DATABASE_URL_ENV: &str = "REDSHIFT_EXPORTER_TEST_DATABASE_URL";
@@ -126,71 +130,6 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("test SQL failed: {e:?}\n{sql}"));
     }
-
-    /// A `[targets.NAME]` TOML section pointing at this database; `extra` is appended verbatim.
-    /// Keys that `extra` sets itself replace the defaults (host, port, database, user, password,
-    /// sslmode "disable", pool_size 5, connect_timeout "1s").
-    pub fn target_toml(&self, name: &str, extra: &str) -> String {
-        self.target_toml_without(name, extra, &[])
-    }
-
-    /// Like [`target_toml`](Self::target_toml), leaving out the default keys in `omit`
-    /// (e.g. `password` when `extra` sets `password_file`).
-    pub fn target_toml_without(&self, name: &str, extra: &str, omit: &[&str]) -> String {
-        let password = self.password.clone().unwrap_or_else(|| "unused".to_owned());
-        let defaults = [
-            ("host", toml_str(&self.host)),
-            ("port", self.port.to_string()),
-            ("database", toml_str(&self.dbname)),
-            ("user", toml_str(&self.user)),
-            ("password", toml_str(&password)),
-            ("sslmode", toml_str("disable")),
-            ("pool_size", "5".to_owned()),
-            ("connect_timeout", toml_str("1s")),
-        ];
-        let defaults: Vec<(&str, String)> = defaults
-            .into_iter()
-            .filter(|(k, _)| !omit.contains(k))
-            .collect();
-        format!(
-            "[targets.{name}]\n{}{extra}\n",
-            merge_defaults(&defaults, extra)
-        )
-    }
-}
-
-/// `key = value` lines for every default whose key the `extra` TOML lines do not set.
-pub fn merge_defaults(defaults: &[(&str, String)], extra: &str) -> String {
-    let set_by_extra = |key: &str| {
-        extra.lines().any(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-    };
-    defaults
-        .iter()
-        .filter(|(k, _)| !set_by_extra(k))
-        .map(|(k, v)| format!("{k} = {v}\n"))
-        .collect()
-}
-
-/// A TOML basic string literal for `s`.
-pub fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A name that is unique across concurrently running test processes (lower case, `[a-z0-9_]`).
@@ -260,330 +199,88 @@ async fn create_database_via(admin: &TestDb) -> TestDb {
 /// The cluster shared by every test of this process (started on first use).
 pub fn shared_cluster() -> &'static PgCluster {
     SHARED.get_or_init(|| {
-        let cluster = PgCluster::create(false).unwrap_or_else(|e| panic!("{e}"));
+        let cluster = PgCluster::create();
         // SAFETY: registering a plain `extern "C" fn()` with atexit.
         unsafe {
-            libc::atexit(stop_shared_cluster);
+            libc::atexit(stop_clusters);
         }
         cluster
     })
 }
 
-extern "C" fn stop_shared_cluster() {
-    // Runs at process exit. Must not panic.
-    let _ = std::panic::catch_unwind(|| {
-        if let Some(cluster) = SHARED.get() {
-            cluster.shutdown_and_remove();
-        }
-    });
+/// Runs at process exit: statics are never dropped, so the shared cluster is stopped here.
+extern "C" fn stop_clusters() {
+    // Must not unwind into libc.
+    let _ = std::panic::catch_unwind(pgtemp::stop_all);
 }
 
 static SHARED: OnceLock<PgCluster> = OnceLock::new();
 
-/// A PostgreSQL cluster started by the tests (see the module docs).
+/// A PostgreSQL cluster started by the tests: the crate's [`TempCluster`] (which also makes
+/// it die with the test process), with the settings the tests run with and handles that work
+/// through `&self`, since the shared one lives in a static.
 pub struct PgCluster {
-    root: PathBuf,
-    port: Mutex<u16>,
-    pid: Mutex<Option<i32>>,
-    dedicated: bool,
+    cluster: Mutex<TempCluster>,
 }
 
 impl PgCluster {
     /// A cluster of the calling test's own, which it may [`stop`](Self::stop) and [`start`](Self::start).
     /// It is shut down and deleted on drop.
     pub fn dedicated() -> PgCluster {
-        PgCluster::create(true).unwrap_or_else(|e| panic!("{e}"))
+        PgCluster::create()
     }
 
-    fn create(dedicated: bool) -> Result<PgCluster, String> {
-        remove_stale_clusters();
-        let root = tempfile::Builder::new()
-            .prefix("rse-it-pg-")
-            .tempdir_in("/tmp")
-            .map_err(|e| format!("cannot create cluster dir under /tmp: {e}"))?
-            .keep();
-        let cluster = PgCluster {
-            root,
-            port: Mutex::new(0),
-            pid: Mutex::new(None),
-            dedicated,
-        };
-        let result = cluster.init_and_start();
-        if let Err(e) = result {
-            cluster.shutdown_and_remove();
-            return Err(e);
+    fn create() -> PgCluster {
+        let cluster = TempCluster::builder()
+            // Every test process has a cluster of its own, so a small one: many run at once.
+            .setting("max_connections", "120")
+            .setting("shared_buffers", "32MB")
+            .start()
+            .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+        PgCluster {
+            cluster: Mutex::new(cluster),
         }
-        Ok(cluster)
     }
 
-    fn init_and_start(&self) -> Result<(), String> {
-        let owner = postgres_owner();
-        if let Some((uid, gid)) = owner {
-            chown(&self.root, uid, gid)?;
-        }
-        let data = self.data_dir();
-        let log = fs::File::create(self.root.join("initdb.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(pg_bin("initdb"));
-        cmd.arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .current_dir(&self.root)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
-        if let Some((uid, gid)) = owner {
-            cmd.uid(uid).gid(gid);
-        }
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run initdb ({}): {e}", pg_bin("initdb").display()))?;
-        if !status.success() {
-            return Err(format!(
-                "initdb failed ({status}):\n{}",
-                fs::read_to_string(self.root.join("initdb.log")).unwrap_or_default()
-            ));
-        }
-        let mut last_err = String::new();
-        for _ in 0..4 {
-            *self.port.lock().unwrap() = free_port();
-            match self.try_start() {
-                Ok(()) => return Ok(()),
-                Err(e) => last_err = e,
-            }
-        }
-        Err(last_err)
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.root.join("data")
+    fn lock(&self) -> std::sync::MutexGuard<'_, TempCluster> {
+        self.cluster.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The TCP port the cluster listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        *self.port.lock().unwrap()
+        self.lock().port()
     }
 
     /// Creates a fresh database `t_...` on this cluster (the cluster must be running).
     pub async fn create_database(&self) -> TestDb {
-        let admin = TestDb {
-            host: "127.0.0.1".to_owned(),
-            port: self.port(),
-            dbname: "postgres".to_owned(),
-            user: "postgres".to_owned(),
-            password: None,
-            dropper: None,
-        };
+        let admin = TestDb::at("127.0.0.1", self.port(), "postgres", "postgres", None);
         create_database_via(&admin).await
     }
 
     /// Starts the (stopped) cluster again on the same port and waits until it accepts connections.
     pub fn start(&self) {
-        self.try_start().unwrap_or_else(|e| panic!("{e}"));
+        self.lock()
+            .restart()
+            .unwrap_or_else(|e| panic!("cannot restart PostgreSQL: {e}"));
     }
 
     /// Stops the cluster (fast shutdown: sessions are terminated) and waits until the postmaster is gone.
     pub fn stop(&self) {
-        self.signal_and_wait(libc::SIGINT, Duration::from_secs(20));
-    }
-
-    fn try_start(&self) -> Result<(), String> {
-        let data = self.data_dir();
-        let pidfile = data.join("postmaster.pid");
-        let _ = fs::remove_file(&pidfile);
-        let port = self.port();
-        let logpath = self.root.join("postgres.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&logpath)
-            .map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(pg_bin("postgres"));
-        cmd.arg("-D").arg(&data);
-        for setting in [
-            "listen_addresses=127.0.0.1".to_owned(),
-            format!("port={port}"),
-            "fsync=off".to_owned(),
-            "synchronous_commit=off".to_owned(),
-            "full_page_writes=off".to_owned(),
-            "max_connections=120".to_owned(),
-            "shared_buffers=32MB".to_owned(),
-        ] {
-            cmd.arg("-c").arg(setting);
-        }
-        cmd.arg("-k")
-            .arg(&self.root)
-            .current_dir(&self.root)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
-        if let Some((uid, gid)) = postgres_owner() {
-            cmd.uid(uid).gid(gid);
-        }
-        // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        // The postmaster is spawned from a keeper thread that lives exactly as long as the postmaster
-        // (it waits for it), so PR_SET_PDEATHSIG fires only when the whole test process dies.
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("postgres-{port}"))
-            .spawn(move || match cmd.spawn() {
-                Ok(mut child) => {
-                    let _ = tx.send(Ok(child.id() as i32));
-                    let _ = child.wait();
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        let pid = rx
-            .recv()
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot start postgres: {e}"))?;
-        *self.pid.lock().unwrap() = Some(pid);
-
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if !alive(pid) {
-                *self.pid.lock().unwrap() = None;
-                return Err(format!(
-                    "postgres exited during start-up on port {port}:\n{}",
-                    tail(&fs::read_to_string(&logpath).unwrap_or_default(), 20)
-                ));
-            }
-            if pidfile_ready(&pidfile, pid)
-                && TcpStream::connect_timeout(
-                    &SocketAddr::from(([127, 0, 0, 1], port)),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.signal_and_wait(libc::SIGQUIT, Duration::from_secs(5));
-                return Err(format!(
-                    "postgres not ready within 30 s on port {port}:\n{}",
-                    tail(&fs::read_to_string(&logpath).unwrap_or_default(), 20)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal_and_wait(&self, signal: i32, patience: Duration) {
-        let Some(pid) = self.pid.lock().unwrap().take() else {
-            return;
-        };
-        // SAFETY: plain kill(2) on the postmaster we started.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-        let deadline = Instant::now() + patience;
-        while alive(pid) {
-            if Instant::now() > deadline {
-                // SAFETY: as above.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn shutdown_and_remove(&self) {
-        self.signal_and_wait(libc::SIGQUIT, Duration::from_secs(10));
-        let _ = fs::remove_dir_all(&self.root);
+        self.lock().halt();
     }
 
     /// Replaces `pg_hba.conf` with `rules` and makes the postmaster reload it (SIGHUP). The reload
     /// is asynchronous: callers should poll for the effect.
     pub fn set_hba(&self, rules: &str) {
-        fs::write(self.data_dir().join("pg_hba.conf"), rules).expect("cannot write pg_hba.conf");
-        if let Some(pid) = *self.pid.lock().unwrap() {
-            // SAFETY: kill(2) on the postmaster we started.
-            unsafe {
-                libc::kill(pid, libc::SIGHUP);
-            }
-        }
+        self.lock()
+            .set_hba(rules)
+            .unwrap_or_else(|e| panic!("cannot replace pg_hba.conf: {e}"));
     }
 
     /// The cluster's directory (data directory, logs and Unix socket).
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn root(&self) -> PathBuf {
+        self.lock().root().to_owned()
     }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        if self.dedicated {
-            self.shutdown_and_remove();
-        }
-    }
-}
-
-/// Deletes cluster directories left by killed test processes: older than an hour, and no live
-/// postmaster (the postmaster itself died with its test process through PR_SET_PDEATHSIG).
-fn remove_stale_clusters() {
-    let Ok(entries) = fs::read_dir("/tmp") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let is_ours = e.file_name().to_string_lossy().starts_with("rse-it-pg-");
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_secs(3600));
-        if !is_ours || !old {
-            continue;
-        }
-        let pid = fs::read_to_string(path.join("data").join("postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
-        if pid.is_none_or(|p| !alive(p)) {
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence. The keeper thread reaps the child, so a
-    // finished postmaster stops existing instead of lingering as a zombie.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-fn pidfile_ready(pidfile: &Path, pid: i32) -> bool {
-    let Ok(text) = fs::read_to_string(pidfile) else {
-        return false;
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    lines.first().map(|l| l.trim()) == Some(pid.to_string().as_str())
-        && lines.get(7).map(|l| l.trim()) == Some("ready")
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A port that was free a moment ago (bind to port 0, read it, release it).
@@ -592,60 +289,4 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("cannot bind an ephemeral port")
-}
-
-/// `(uid, gid)` of the `postgres` OS user when running as root (initdb and postgres refuse root).
-fn postgres_owner() -> Option<(u32, u32)> {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return None;
-    }
-    // SAFETY: getpwnam returns a pointer to static storage or null; the fields are copied at once.
-    let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
-    if pw.is_null() {
-        panic!("running as root but there is no `postgres` OS user to run initdb/postgres as");
-    }
-    // SAFETY: pw is non-null and points to a valid passwd record.
-    unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
-}
-
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .map_err(|e| format!("chown {} failed: {e}", path.display()))
-}
-
-/// Path of a PostgreSQL server binary: from PATH, else `pg_config --bindir`, else Debian's layout.
-pub fn pg_bin(name: &str) -> PathBuf {
-    static BINDIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    let bindir = BINDIR.get_or_init(|| {
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            if out.status.success() {
-                let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-                if dir.join(name).is_file() {
-                    return Some(dir);
-                }
-            }
-        }
-        let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.join("initdb").is_file())
-            .collect();
-        versions.sort();
-        versions.pop()
-    });
-    match bindir {
-        Some(dir) => dir.join(name),
-        None => PathBuf::from(name),
-    }
 }

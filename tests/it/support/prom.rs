@@ -114,6 +114,16 @@ impl Metrics {
         self.get(name, &[("target", "main"), ("check", check), (key, val)])
     }
 
+    /// Panics, showing the family's lines, unless the counter
+    /// `{name}{target="main",check=CHECK,KEY=VAL}` is at least 1.
+    pub fn assert_counted(&self, name: &str, check: &str, key: &str, val: &str) {
+        assert!(
+            self.check_value_with(name, check, key, val).unwrap_or(0.0) >= 1.0,
+            "{name}{{check={check:?},{key}={val:?}}} not counted:\n{}",
+            self.lines_with(name)
+        );
+    }
+
     /// The scrape lines that mention `needle` (for assertion messages).
     pub fn lines_with(&self, needle: &str) -> String {
         self.text
