@@ -26,6 +26,9 @@ pub(super) struct SlotView {
     pub samples: Option<Arc<Samples>>,
     /// Why the check does not run on this target, if it does not.
     pub not_applicable: Option<Arc<str>>,
+    /// The database of a per-database check's slot: named next to the check and part of
+    /// the check page's path (`{target}@{database}`).
+    pub database: Option<Arc<str>>,
 }
 
 impl SlotView {
@@ -35,6 +38,7 @@ impl SlotView {
             status: s.status.clone(),
             samples: s.samples.clone(),
             not_applicable: s.not_applicable.clone(),
+            database: s.database.clone(),
         }
     }
 }
@@ -133,9 +137,10 @@ pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: 
     h.push_str("</span> ");
     if let Some(target) = link {
         h.push_str("<a href=\"");
-        check_href(h, &slot.check.name, target);
+        check_href(h, &slot.check.name, target, slot.database.as_deref());
         h.push_str("\">");
         push_esc(h, &slot.check.name);
+        database_note(h, slot);
         h.push_str("</a> ");
     }
     match i.kind {
@@ -195,12 +200,27 @@ pub(super) fn item_html(h: &mut String, i: &Item<'_>, detail: PageDetail, link: 
     h.push_str("</li>");
 }
 
-/// The link from `/` to a slot's check page (relative, so it works under a path prefix).
-pub(super) fn check_href(h: &mut String, check: &str, target: &str) {
+/// The link from `/` to a slot's check page (relative, so it works under a path prefix):
+/// `checks/{check}/{target}`, or `checks/{check}/{target}@{database}` for a per-database
+/// check, so the same check on two databases of one target never shares a link.
+pub(super) fn check_href(h: &mut String, check: &str, target: &str, database: Option<&str>) {
     h.push_str("checks/");
     push_name(h, check);
     h.push('/');
     push_name(h, target);
+    if let Some(db) = database {
+        h.push('@');
+        push_esc(h, db);
+    }
+}
+
+/// ` @database` after a per-database check's name (nothing for a cluster-scoped one).
+pub(super) fn database_note(h: &mut String, slot: &SlotView) {
+    if let Some(db) = &slot.database {
+        h.push_str(" <span class=\"muted\">@");
+        push_esc(h, db);
+        h.push_str("</span>");
+    }
 }
 
 /// The slot's state as a badge: skipped, pending, ok or error.

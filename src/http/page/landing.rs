@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::attention::{SlotView, check_href, crossings, failure, item_html, worst};
+use super::attention::{SlotView, check_href, crossings, database_note, failure, item_html, worst};
 use super::html::{footer, head, nav, now, push_esc, push_name, utc};
 use crate::config::PageDetail;
 use crate::snapshot::{State, Store, TargetState};
@@ -88,10 +88,20 @@ fn up_badge(t: &TargetState) -> &'static str {
 /// One target's section of `/`: everything in it comes from `t` and `slots` (its slots, in
 /// check order) and `detail`, so the cache may reuse it until one of their stamps moves.
 pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: PageDetail) {
+    // Another database of a target has a section of its own, next to the target's (entries of
+    // one target are adjacent), named `target · database d`.
     h.push_str("<section class=\"card\" id=\"target-");
     push_esc(h, &t.name);
+    if let Some(db) = &t.database {
+        h.push('@');
+        push_esc(h, db);
+    }
     h.push_str("\"><div class=\"head\"><h2>");
     push_esc(h, &t.name);
+    if let Some(db) = &t.database {
+        h.push_str(" <span class=\"muted\">· database</span> ");
+        push_esc(h, db);
+    }
     h.push_str("</h2>");
     h.push_str(up_badge(t));
     h.push_str("</div><p class=\"muted\">");
@@ -197,9 +207,10 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
         h.push_str("<a class=\"");
         h.push_str(mark);
         h.push_str("\" href=\"");
-        check_href(h, &s.check.name, &t.name);
+        check_href(h, &s.check.name, &t.name, s.database.as_deref());
         h.push_str("\">");
         push_name(h, &s.check.name);
+        database_note(h, s);
         h.push_str("</a> ");
     }
     h.push_str("</p></details>");
@@ -228,9 +239,10 @@ pub(super) fn card(h: &mut String, t: &TargetState, slots: &[SlotView], detail: 
                 last = Some(why);
             }
             h.push_str("<a href=\"");
-            check_href(h, &s.check.name, &t.name);
+            check_href(h, &s.check.name, &t.name, s.database.as_deref());
             h.push_str("\">");
             push_name(h, &s.check.name);
+            database_note(h, s);
             h.push_str("</a> ");
         }
         h.push_str("</li></ul></details>");
