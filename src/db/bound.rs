@@ -4,8 +4,9 @@
 //!
 //! How: a [`Bound`] is a semaphore of `pool_size` permits shared by the pools of one target's
 //! entries. Opening a session takes a permit first (in `login::TargetConnect`), and the permit
-//! lives in the session's connection task, so it is released exactly when the session closes
-//! (dropped by its pool, retired for age, broken, or the pool closed). When no permit is free,
+//! lives in the session's connection task, so it is released when the session closes (dropped
+//! by its pool, retired for age, broken, or the pool closed), plus [`SERVER_EXIT_GRACE`] for
+//! the server's backend to go. When no permit is free,
 //! the opener closes an idle session of a sibling pool (which gives its permit back) and waits
 //! for a permit; that wait is bounded by deadpool's create timeout, which `get_client` sets to
 //! at most the caller's pool wait, so every wait for a permit has the check's deadline.
@@ -39,6 +40,10 @@ impl std::fmt::Debug for Bound {
             .finish()
     }
 }
+
+/// How long a closed session keeps its permit after its connection ended: the time the
+/// server's backend may take to go after our Terminate.
+pub(super) const SERVER_EXIT_GRACE: Duration = Duration::from_millis(100);
 
 /// How long one wait for a permit lasts before looking for an idle sibling session again
 /// (a session may turn idle in a sibling pool while we wait).

@@ -135,10 +135,14 @@ where
     F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
     tokio::spawn(async move {
-        let _permit = permit;
         if let Err(e) = conn.await {
             tracing::warn!(target: "deadpool.postgres", "Connection error: {}", e);
         }
+        // The connection ends when Terminate is sent; the server's backend leaves a moment
+        // later. Holding the permit a little longer keeps the bound true as the server counts
+        // sessions (pg_stat_activity, Redshift's connection limit), not only as we do.
+        tokio::time::sleep(super::bound::SERVER_EXIT_GRACE).await;
+        drop(permit);
     })
 }
 
