@@ -1,5 +1,5 @@
 //! Names and places of archive files: `{root}/{target}/{check}/{check}_{YYYYMMDDTHHMMSS.mmmZ}.csv`
-//! (or `.csv.gz`), the hidden `.{file}.tmp` a write goes through and the hidden
+//! (or `.csv.gz`; `{target}` is `{target}@{database}` for a per-database check), the hidden `.{file}.tmp` a write goes through and the hidden
 //! `.{file}.uploaded` marker an upload leaves behind. [`scan`] walks the tree and returns
 //! every final file with its run time, size and upload state.
 //!
