@@ -538,3 +538,112 @@ async fn check_config_locates_the_database_problems() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_discovery_keeps_the_last_databases_and_a_reload_keeps_them_too() {
+    let admin = database().await;
+    let prefix = unique_name("keep");
+    let made = create_databases(&admin, &prefix, &["one"]).await;
+    let one = made[0].clone();
+    let mon = monitoring_role(&admin).await;
+    let work = WorkDir::new();
+    let config = |cluster_interval: &str| {
+        exporter_toml(&work.archive(), "archive = false")
+            + "\n"
+            + &mon.target_toml(
+                "main",
+                &format!(
+                    "databases = {{ include = [\"{prefix}_*\"] }}\ndatabases_refresh = \"1s\""
+                ),
+            )
+            + &where_checks("").replacen(
+                "interval = \"1s\"",
+                &format!("interval = \"{cluster_interval}\""),
+                1,
+            )
+    };
+    let cfg = work.write("checks.toml", &config("1s"));
+    let mut d = Daemon::start(&cfg).await;
+    d.wait_metrics("the first discovery answer", secs(20), |m| {
+        per_database(m).contains(&one)
+    })
+    .await;
+
+    // The home database refuses the monitoring user from now on: discovery (which reads
+    // pg_database there) fails; the database found before keeps running.
+    admin
+        .execute(&format!(
+            "REVOKE CONNECT ON DATABASE {home} FROM PUBLIC; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}' AND datname = '{home}'",
+            home = admin.dbname,
+            role = mon.user
+        ))
+        .await;
+    let errors = |m: &Metrics| -> f64 {
+        m.find(
+            "redshift_exporter_discovery_errors_total",
+            &[("target", "main")],
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum()
+    };
+    let m = d
+        .wait_metrics("a failed discovery pass counted", secs(20), |m| {
+            errors(m) >= 1.0
+        })
+        .await;
+    assert_eq!(
+        per_database(&m),
+        BTreeSet::from([one.clone()]),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get("redshift_exporter_target_databases", &[("target", "main")]),
+        Some(1.0)
+    );
+    assert!(
+        d.logs().iter().any(|l| l
+            .0
+            .contains("database discovery failed; keeping the last known databases")),
+        "{}",
+        d.log_text()
+    );
+
+    // A configuration reload (discovery still failing) re-plans with the databases known so far.
+    work.write("checks.toml", &config("2s"));
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(d.pid(), libc::SIGHUP);
+    }
+    d.wait_log("the reload", secs(10), |l| {
+        l.0.contains("configuration reloaded")
+    })
+    .await;
+    let m = d.metrics().await;
+    assert_eq!(
+        m.get(
+            "redshift_exporter_check_interval_seconds",
+            &[("target", "main"), ("check", "where_cluster")]
+        ),
+        Some(2.0),
+        "the reload applied"
+    );
+    assert_eq!(
+        per_database(&m),
+        BTreeSet::from([one.clone()]),
+        "{}",
+        m.text
+    );
+
+    admin
+        .execute(&format!(
+            "GRANT CONNECT ON DATABASE {} TO PUBLIC",
+            admin.dbname
+        ))
+        .await;
+    d.sigterm();
+    d.wait_exit(secs(20)).await;
+    drop_databases(&admin, &made).await;
+}

@@ -38,7 +38,7 @@ pub fn check_page(
 ) -> Option<String> {
     let (target, database) = crate::discovery::split_folder(path_target);
     // Under the lock: one clone (bounded: 20 runs, 5 paths, `Arc`s); formatted after.
-    let (slot, detail) = {
+    let (slot, detail, section) = {
         let st = store.read();
         let slot = st
             .slots
@@ -47,7 +47,10 @@ pub fn check_page(
                 s.check.name == check && &*s.target == target && s.database.as_deref() == database
             })?
             .clone();
-        (slot, st.page_detail)
+        // The landing page section the slot is in: the target's, or its database entry's.
+        let section =
+            crate::discovery::folder(target, st.targets[slot.target_index].database.as_deref());
+        (slot, st.page_detail, section)
     };
     let view = SlotView::of(&slot);
     let now = now();
@@ -62,7 +65,7 @@ pub fn check_page(
     h.push_str("<h1>");
     push_esc(&mut h, &c.name);
     h.push_str(" <span class=\"muted\">on</span> <a href=\"../../#target-");
-    push_esc(&mut h, target);
+    push_esc(&mut h, &section);
     h.push_str("\">");
     push_esc(&mut h, target);
     h.push_str("</a> ");
