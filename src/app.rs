@@ -45,16 +45,44 @@ pub enum StartupError {
     UnknownChecks(Vec<String>, Vec<String>),
 }
 
-fn build_targets(config: &Config) -> Result<Vec<Arc<Target>>, StartupError> {
-    config
+mod discover;
+mod once;
+
+pub use once::{OnceLine, run_once};
+
+/// The pools of `config`'s entries: an entry whose connection settings equal one of `reuse`
+/// takes it (each at most once); the others are built, sharing the session bound of their
+/// target's other entries (`db::bound`), or a new one for a target seen first.
+fn build_entries(config: &Config, reuse: &[Arc<Target>]) -> Result<Vec<Arc<Target>>, StartupError> {
+    let mut taken = vec![false; reuse.len()];
+    let mut out: Vec<Option<Arc<Target>>> = config
         .targets
         .iter()
-        .map(|t| {
-            Target::new(t.clone())
-                .map(Arc::new)
-                .map_err(StartupError::from)
+        .map(|tc| {
+            let i = (0..reuse.len()).find(|&i| !taken[i] && reuse[i].config.same_connection(tc))?;
+            taken[i] = true;
+            Some(reuse[i].clone())
         })
-        .collect()
+        .collect();
+    for (i, tc) in config.targets.iter().enumerate() {
+        if out[i].is_none() {
+            out[i] = Some(Arc::new(new_entry(tc, out.iter().flatten())?));
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// A new pool for entry `tc`, inside the bound of a sibling entry (same target name) among
+/// `built` if there is one.
+fn new_entry<'a>(
+    tc: &Arc<crate::config::TargetConfig>,
+    mut built: impl Iterator<Item = &'a Arc<Target>>,
+) -> Result<Target, StartupError> {
+    let bound = built
+        .find(|t| t.config.name == tc.name)
+        .map(|t| t.bound.clone())
+        .unwrap_or_else(|| crate::db::bound::Bound::new(tc.pool_size));
+    Ok(Target::with_bound(tc.clone(), bound)?)
 }
 
 /// Closes the pools, all at once, giving up at `by`.
@@ -116,25 +144,29 @@ impl Prepared {
         config: Arc<Config>,
         previous: Option<(&Generation, &Plan)>,
     ) -> Result<Self, StartupError> {
-        let mut targets = Vec::with_capacity(config.targets.len());
-        let mut health = Vec::with_capacity(config.targets.len());
+        let n = config.targets.len();
+        let mut targets: Vec<Option<Arc<Target>>> = vec![None; n];
+        let mut health: Vec<Option<Arc<Health>>> = vec![None; n];
+        for ni in 0..n {
+            if let Some((p, oi)) = previous.and_then(|(p, plan)| plan.targets[ni].map(|oi| (p, oi)))
+            {
+                p.targets[oi].reloaded();
+                targets[ni] = Some(p.targets[oi].clone());
+                health[ni] = Some(p.health[oi].clone());
+            }
+        }
+        // New entries after the kept ones, so a new database of a kept target joins its
+        // siblings' session bound.
         for (ni, tc) in config.targets.iter().enumerate() {
-            match previous.and_then(|(p, plan)| plan.targets[ni].map(|oi| (p, oi))) {
-                Some((p, oi)) => {
-                    p.targets[oi].reloaded();
-                    targets.push(p.targets[oi].clone());
-                    health.push(p.health[oi].clone());
-                }
-                None => {
-                    targets.push(Arc::new(Target::new(tc.clone())?));
-                    health.push(Health::new(true));
-                }
+            if targets[ni].is_none() {
+                targets[ni] = Some(Arc::new(new_entry(tc, targets.iter().flatten())?));
+                health[ni] = Some(Health::new(true));
             }
         }
         Ok(Prepared {
             config,
-            targets,
-            health,
+            targets: targets.into_iter().flatten().collect(),
+            health: health.into_iter().flatten().collect(),
         })
     }
 }
@@ -148,6 +180,7 @@ impl Generation {
         previous: Option<(&Generation, &Plan)>,
         reload: &Arc<ReloadStatus>,
         lifecycle: &Lifecycle,
+        discovery: &Arc<crate::discovery::DiscoveryStats>,
     ) -> (Self, Live) {
         let Prepared {
             config,
@@ -199,12 +232,17 @@ impl Generation {
             .map(|(tc, t)| {
                 let t2 = t.clone();
                 (
-                    crate::exposition::target_labels_text(&tc.name, &tc.labels),
+                    crate::exposition::target_labels_text(
+                        &tc.name,
+                        (!tc.instance.home).then_some(tc.database.as_str()),
+                        &tc.labels,
+                    ),
                     Box::new(move || t2.stats()) as PoolStatsFn,
                 )
             })
             .collect();
-        let mut exposition = Exposition::new(store.clone(), pools, reload.clone());
+        let mut exposition =
+            Exposition::new(store.clone(), pools, reload.clone()).with_discovery(discovery.clone());
         if let Some(stats) = lifecycle.stats() {
             exposition = exposition.with_archive_stats(stats, lifecycle.uploads_on());
         }
@@ -246,10 +284,22 @@ impl Generation {
     }
 }
 
-/// Loads the file again and, if it is valid and its pools can be built, hands the running
-/// configuration over to it ([`crate::reload`]).
+/// What a reload is from: the file again, or the same file with changed discovered databases.
+enum Source {
+    File,
+    Discovery,
+}
+
+/// Hands the running configuration over to a new one ([`crate::reload`]): on
+/// [`Source::File`] the file is loaded again; either way the effective configuration is
+/// expanded with the databases discovered so far, its pools built (everything that can fail,
+/// while the old configuration runs untouched), and then applied in one step.
+#[allow(clippy::too_many_arguments)]
 async fn reload(
+    source: Source,
     options: &DaemonOptions,
+    declared: &mut Arc<Config>,
+    discovery: &mut discover::Discovery,
     current: &mut Generation,
     web: &Web,
     retiring: &TaskTracker,
@@ -258,12 +308,28 @@ async fn reload(
     lifecycle: &Lifecycle,
 ) -> Result<(), String> {
     let result = (|| {
-        let config = Arc::new(config::load(&options.config_path).map_err(|e| e.to_string())?);
+        let next_declared = match source {
+            Source::File => {
+                Arc::new(config::load(&options.config_path).map_err(|e| e.to_string())?)
+            }
+            Source::Discovery => declared.clone(),
+        };
+        // Discovered sets of targets that still discover are kept (re-selected with the new
+        // include/exclude); the others are forgotten once the reload succeeds.
+        let mut known = discovery.discovered.clone();
+        known.retain_configured(&next_declared);
+        let config = Arc::new(crate::discovery::expand(&next_declared, &known));
         let plan = crate::reload::plan(&current.config, &config);
         // Everything that can fail, while the old configuration runs untouched.
         let prepared = Prepared::new(config, Some((current, &plan))).map_err(|e| e.to_string())?;
         // From here on nothing fails.
-        let (next, live) = Generation::start(prepared, Some((current, &plan)), status, lifecycle);
+        let (next, live) = Generation::start(
+            prepared,
+            Some((current, &plan)),
+            status,
+            lifecycle,
+            &discovery.stats,
+        );
         web.swap(live);
         let old = std::mem::replace(current, next);
         retired.retain(|w| w.strong_count() > 0);
@@ -279,13 +345,26 @@ async fn reload(
             }
             close_pools(&gone, tokio::time::Instant::now() + Duration::from_secs(6)).await;
         });
+        *declared = next_declared;
+        discovery.configure(declared);
         Ok::<_, String>(())
     })();
-    status.record(result.is_ok());
-    match &result {
-        Ok(()) => tracing::info!(path = %options.config_path.display(), "configuration reloaded"),
-        Err(e) => {
-            tracing::error!(error = %e, "configuration reload failed; the previous configuration keeps running")
+    match source {
+        Source::File => {
+            status.record(result.is_ok());
+            match &result {
+                Ok(()) => {
+                    tracing::info!(path = %options.config_path.display(), "configuration reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration reload failed; the previous configuration keeps running")
+                }
+            }
+        }
+        Source::Discovery => {
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the new databases could not be set up; the previous ones keep running");
+            }
         }
     }
     result
@@ -348,7 +427,11 @@ pub async fn run_daemon(
     options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), StartupError> {
-    let config = Arc::new(config);
+    // `declared` is the file as written; the generations run its expansion with the
+    // databases discovered so far (`crate::discovery`).
+    let mut declared = Arc::new(config);
+    let mut discovery = discover::Discovery::new(&declared);
+    let config = Arc::new(crate::discovery::expand(&declared, &discovery.discovered));
     let security = match &options.web_config {
         Some(path) => web_config::load(path)?,
         None => WebConfig::default(),
@@ -371,7 +454,8 @@ pub async fn run_daemon(
     let status = Arc::new(ReloadStatus::default());
     let lifecycle = Lifecycle::start(&config, true)?;
     let prepared = Prepared::new(config, None)?;
-    let (mut current, live) = Generation::start(prepared, None, &status, &lifecycle);
+    let (mut current, live) =
+        Generation::start(prepared, None, &status, &lifecycle, &discovery.stats);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let web = Arc::new(Web::new(
@@ -394,16 +478,25 @@ pub async fn run_daemon(
     let mut maintenance = tokio::time::interval(Duration::from_secs(30));
     maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        let next_discovery = discovery.next_due();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = maintenance.tick() => current.maintain(),
             Some(answer) = reload_rx.recv() => {
-                let r = reload(&options, &mut current, &web, &retiring, &mut retired, &status, &lifecycle).await;
+                let r = reload(Source::File, &options, &mut declared, &mut discovery, &mut current, &web, &retiring, &mut retired, &status, &lifecycle).await;
                 let _ = answer.send(r);
             }
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                let _ = reload(&options, &mut current, &web, &retiring, &mut retired, &status, &lifecycle).await;
+                let _ = reload(Source::File, &options, &mut declared, &mut discovery, &mut current, &web, &retiring, &mut retired, &status, &lifecycle).await;
+            }
+            () = async { match next_discovery { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                discovery.start_due(&current, &declared);
+            }
+            Some(answer) = discovery.rx.recv() => {
+                if discovery.finish(&declared, answer) {
+                    let _ = reload(Source::Discovery, &options, &mut declared, &mut discovery, &mut current, &web, &retiring, &mut retired, &status, &lifecycle).await;
+                }
             }
         }
     }
@@ -415,6 +508,7 @@ pub async fn run_daemon(
         "shutting down: no new runs; waiting for running checks"
     );
     current.scheduler.stop();
+    discovery.stop();
     for h in &current.health {
         h.stop();
     }
@@ -452,133 +546,6 @@ pub async fn run_daemon(
     }
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// One line of `once`'s summary.
-#[derive(Debug)]
-pub struct OnceLine {
-    pub check: String,
-    pub target: String,
-    pub line: String,
-    pub ok: bool,
-}
-
-/// Runs every check (or the named ones) once on every target, concurrently through the
-/// pools; waits for the CSVs. Returns one summary line per check and target.
-pub async fn run_once(config: Config, only: &[String]) -> Result<Vec<OnceLine>, StartupError> {
-    let known: Vec<String> = config.checks.iter().map(|c| c.name.clone()).collect();
-    let unknown: Vec<String> = only
-        .iter()
-        .filter(|n| !known.contains(n))
-        .cloned()
-        .collect();
-    if !unknown.is_empty() {
-        return Err(StartupError::UnknownChecks(unknown, known));
-    }
-    let config = Arc::new(config);
-    let targets = build_targets(&config)?;
-    clean_archive(&config);
-    let store = Arc::new(Store::new(&config));
-    // Uploads (and a retention pass at the end) as in the daemon.
-    let lifecycle = Lifecycle::start(&config, false)?;
-    let n = store.read().slots.len();
-    let runner = Runner::with_parts(
-        config.clone(),
-        targets.clone(),
-        targets.iter().map(|_| Health::new(false)).collect(),
-        store.clone(),
-        vec![None; n],
-        lifecycle.archiver_for(&config),
-    );
-    let slots: Vec<usize> = store
-        .read()
-        .slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| only.is_empty() || only.contains(&s.check.name))
-        .map(|(i, _)| i)
-        .collect();
-    let reports = futures_util::future::join_all(slots.iter().map(|&s| runner.run(s))).await;
-    let mut lines = Vec::new();
-    for r in reports {
-        let (check, target) = {
-            let st = store.read();
-            (
-                st.slots[r.slot].check.name.clone(),
-                st.slots[r.slot].target.to_string(),
-            )
-        };
-        let dur = format!("{:.3}s", r.duration.as_secs_f64());
-        let (line, ok) = match r.outcome {
-            Ok(None) => {
-                let why = store.read().slots[r.slot]
-                    .not_applicable
-                    .clone()
-                    .unwrap_or_default();
-                (
-                    format!("skip check={check} target={target} reason=\"{why}\""),
-                    true,
-                )
-            }
-            Ok(Some(())) => {
-                let file: Option<PathBuf> = match r.archive {
-                    Some(h) => h.await.ok().flatten(),
-                    None => None,
-                };
-                let archive_on = config.exporter.archive_dir.is_some()
-                    && store.read().slots[r.slot].check.archive;
-                let (tail, ok) = match (r.rows, file) {
-                    (0, _) => ("no data".to_string(), true),
-                    (_, Some(p)) => (format!("file={}", p.display()), true),
-                    (_, None) if !archive_on => ("archive=off".to_string(), true),
-                    (_, None) => ("file=none (archive write failed)".to_string(), false),
-                };
-                let status = if ok { "ok" } else { "error" };
-                (
-                    format!(
-                        "{status} check={check} target={target} rows={} duration={dur} {tail}",
-                        r.rows
-                    ),
-                    ok,
-                )
-            }
-            Err(e) => (
-                format!(
-                    "error check={check} target={target} kind={} duration={dur} error={}",
-                    e.kind.as_str(),
-                    e.message.replace('\n', " ")
-                ),
-                false,
-            ),
-        };
-        lines.push(OnceLine {
-            check,
-            target,
-            line,
-            ok,
-        });
-    }
-    let now = Instant::now();
-    runner
-        .drain(
-            now,
-            now + Duration::from_secs(60),
-            &CancellationToken::new(),
-        )
-        .await;
-    lifecycle.enforce_now().await;
-    let grace = config
-        .exporter
-        .archive
-        .s3
-        .as_ref()
-        .map_or(Duration::ZERO, |s| s.timeout);
-    lifecycle.drain_uploads(Instant::now() + grace).await;
-    lifecycle
-        .shutdown(Instant::now() + Duration::from_secs(5))
-        .await;
-    close_pools(&targets, Instant::now() + Duration::from_secs(6)).await;
-    Ok(lines)
 }
 
 #[cfg(test)]

@@ -365,6 +365,22 @@ fn check_config(a: ConfigArgs) -> ExitCode {
             let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
             println!("  labels {}", labels.join(", "));
         }
+        match &t.databases {
+            None => {}
+            Some(crate::config::Databases::List(l)) => {
+                println!("  per-database checks on {}", l.join(", "));
+            }
+            Some(crate::config::Databases::Discover { include, exclude }) => println!(
+                "  per-database checks on the databases of pg_database matching {}{}, re-read every {}",
+                include.join(" or "),
+                if exclude.is_empty() {
+                    String::new()
+                } else {
+                    format!(" but not {}", exclude.join(" or "))
+                },
+                humantime::format_duration(t.databases_refresh)
+            ),
+        }
         for c in config.checks.iter().filter(|c| {
             c.targets.contains(
                 &config
@@ -409,6 +425,10 @@ fn check_config(a: ConfigArgs) -> ExitCode {
             };
             // What the user must be able to read; detection skips the check if it cannot.
             let reads = crate::lint::system_relations(&c.query);
+            let runs = match c.scope {
+                crate::config::Scope::Database => format!("{runs}, per database"),
+                crate::config::Scope::Cluster => runs,
+            };
             if reads.is_empty() {
                 println!("  check {}: {runs}", c.name);
             } else {

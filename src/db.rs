@@ -22,6 +22,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub mod bound;
+mod discover;
 pub mod login;
 pub mod sha256;
 
@@ -146,6 +148,8 @@ pub struct Target {
     pub tls: Tls,
     /// The credentials new sessions log in with.
     pub login: Arc<Login>,
+    /// The session bound this entry shares with the target's other databases.
+    pub bound: Arc<bound::Bound>,
     /// Where they come from when AWS provides them.
     #[cfg(feature = "aws")]
     pub auth: Option<Arc<crate::aws::TargetAuth>>,
@@ -163,6 +167,16 @@ impl Target {
     /// Builds the target's pool. Connections are opened lazily, so a database that is down
     /// at start-up does not stop the daemon.
     pub fn new(config: Arc<TargetConfig>) -> Result<Self, SetupError> {
+        let bound = bound::Bound::new(config.pool_size);
+        Self::with_bound(config, bound)
+    }
+
+    /// Builds the pool of one (target, database) entry inside the target's session bound,
+    /// shared with the pools of the target's other databases.
+    pub fn with_bound(
+        config: Arc<TargetConfig>,
+        bound: Arc<bound::Bound>,
+    ) -> Result<Self, SetupError> {
         let tls = make_tls(&config)?;
         let mut pg = tokio_postgres::Config::new();
         pg.host(&config.host);
@@ -198,6 +212,7 @@ impl Target {
             tls: tls.clone(),
             digest: config.deployment != Some(Deployment::Postgres),
             login: login.clone(),
+            bound: bound.clone(),
         };
         let manager = Manager::from_connect(pg, connect, mgr_config);
         let max_age = config.max_connection_age;
@@ -224,7 +239,9 @@ impl Target {
                 target: config.name.clone(),
                 message: e.to_string(),
             })?;
+        bound.register(&pool);
         Ok(Target {
+            bound,
             #[cfg(feature = "aws")]
             auth: crate::aws::TargetAuth::new(&config),
             config,

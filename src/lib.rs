@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod detect;
+pub mod discovery;
 pub mod emulation;
 pub mod exposition;
 pub mod http;

@@ -21,9 +21,14 @@
 //!   or repeat its runs, and shares its run lock, so it never overlaps itself;
 //! - a changed or new check runs at once;
 //! - counters of a (check, target) series never go back while the series exists;
-//! - a changed target gets a new pool and forgets what was detected about it.
+//! - a changed target gets a new pool and forgets what was detected about it;
+//! - with several databases per target (the effective configuration of
+//!   [`crate::discovery::expand`]), each (target, database) entry is matched on its own: a
+//!   database that appears gets a pool and runs at once, one that goes closes its pool and its
+//!   slots' series disappear, the others keep pools, clocks and counters.
 
 use crate::config::Config;
+use crate::discovery::slot_database;
 use crate::snapshot::{Carry, slot_keys};
 
 /// The handover from one configuration to the next.
@@ -78,8 +83,13 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
         .map(|(ni, (ci, ti))| {
             let check = &new.checks[ci];
             let target_name = &new.targets[ti].name;
+            // A slot is (check, target, database of a per-database check): the same check
+            // on another database of the target is another series.
+            let database = slot_database(new, ci, ti);
             let Some(oi) = old_slots.iter().position(|&(oc, ot)| {
-                old.checks[oc].name == check.name && old.targets[ot].name == *target_name
+                old.checks[oc].name == check.name
+                    && old.targets[ot].name == *target_name
+                    && slot_database(old, oc, ot) == database
             }) else {
                 return Carry::Fresh;
             };
@@ -235,5 +245,41 @@ mod tests {
         assert!(st.slots[1].not_applicable.is_some());
         drop(st);
         assert!(new.ready());
+    }
+
+    #[test]
+    fn a_changed_database_set_keeps_the_unchanged_databases() {
+        use crate::discovery::{Discovered, expand};
+        let declared = config(
+            &(target("a", 1).replace(
+                "[targets.a]\n",
+                "[targets.a]\ndatabase = \"dev\"\ndatabases = { include = [\"*\"] }\n",
+            ) + &check("wlm", "SELECT 1 AS v", "")
+                + &check("tables", "SELECT 1 AS v", "scope = \"database\"")),
+        );
+        let mut d = Discovered::default();
+        d.record("a", vec!["dev".into(), "sales".into()]);
+        let old = expand(&declared, &d);
+        d.record("a", vec!["dev".into(), "ops".into()]);
+        let new = expand(&declared, &d);
+        // entries: old dev, sales; new dev, ops
+        let p = plan(&old, &new);
+        assert_eq!(
+            p.targets,
+            vec![Some(0), None],
+            "dev keeps its pool, ops gets one"
+        );
+        assert_eq!(p.close, vec![1], "sales' pool closes");
+        // slots: (wlm, dev), (tables, dev), (tables, ops|sales)
+        assert_eq!(
+            p.slots,
+            vec![Carry::Unchanged(0), Carry::Unchanged(1), Carry::Fresh]
+        );
+        assert_eq!(p.forward, vec![Some(0), Some(1), None]);
+        assert_eq!(
+            p.run_now().collect::<Vec<_>>(),
+            vec![2],
+            "the new database runs at once"
+        );
     }
 }

@@ -178,7 +178,13 @@ impl Runner {
         let (check, target_index, target_name) = {
             let st = self.store.read();
             let s = &st.slots[slot];
-            (s.check.clone(), s.target_index, s.target.clone())
+            // A per-database slot is named `{target}@{database}` in logs and archive folders
+            // (`crate::discovery::folder`), so entries of one target are told apart.
+            let name: Arc<str> = match &s.database {
+                None => s.target.clone(),
+                Some(db) => Arc::from(crate::discovery::folder(&s.target, Some(db))),
+            };
+            (s.check.clone(), s.target_index, name)
         };
         let target = self.targets[target_index].clone();
         let span = tracing::info_span!("check", check = %check.name, target = %target_name);

@@ -125,6 +125,9 @@ pub struct Slot {
     pub check_index: usize,
     pub target_index: usize,
     pub target: Arc<str>,
+    /// The database of a per-database check's slot (its `database` label, its archive folder
+    /// `{target}@{database}` and check page path); `None` for a cluster-scoped check.
+    pub database: Option<Arc<str>>,
     pub status: Status,
     /// Samples of the last successful run; `None` after a failed run.
     pub samples: Option<Arc<Samples>>,
@@ -150,6 +153,10 @@ pub struct Slot {
 #[derive(Debug, Clone)]
 pub struct TargetState {
     pub name: Arc<str>,
+    /// The database of an entry that is not its target's home database: target-wide series
+    /// of this entry (up, pool) carry it as a `database` label so that entries of one target
+    /// never share a series. `None` for the home entry.
+    pub database: Option<Arc<str>>,
     /// `None` until the first connection attempt.
     pub up: Option<bool>,
     /// What the target's user can read and the deployment that makes it: from the
@@ -207,7 +214,7 @@ pub fn slot_keys(config: &Config) -> Vec<(usize, usize)> {
 pub enum Carry {
     /// Same check on the same, unchanged target: status, samples, counters and last file.
     Unchanged(usize),
-    /// Same check name and target name, but the check or the target changed: counters
+    /// Same check name, target name and database, but the check or the target changed: counters
     /// only (they never reset while the series lives); it runs at once.
     Counters(usize),
     /// A new slot.
@@ -284,6 +291,7 @@ impl Store {
             .iter()
             .map(|t| TargetState {
                 name: Arc::from(t.name.as_str()),
+                database: (!t.instance.home).then(|| Arc::from(t.database.as_str())),
                 up: None,
                 capabilities: t.deployment.map(|d| Arc::new(Capabilities::forced(d))),
                 labels: t.labels.clone().into(),
@@ -299,6 +307,7 @@ impl Store {
                 check_index: ci,
                 target_index: ti,
                 target: targets[ti].name.clone(),
+                database: crate::discovery::slot_database(config, ci, ti).map(Arc::from),
                 status: Status::default(),
                 samples: None,
                 counters: Counters::default(),

@@ -1,6 +1,7 @@
 //! Reading the archive back: `archive list` (the files, their run time, rows and size) and
 //! `archive cat` (every run of one check in a time range as one CSV with leading
-//! `run_started_at` and `target` columns, plain and gzip inputs alike).
+//! `run_started_at` and `target` columns, plain and gzip inputs alike; a `database` column
+//! follows `target` when a per-database check's `{target}@{database}` folder is among them).
 //!
 //! Synchronous on purpose: these are CLI commands that read local files start to end. A
 //! file whose header differs from the first one's (the query changed) or that cannot be
@@ -18,6 +19,8 @@ use super::layout::{self, Entry};
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub target: Option<String>,
+    /// Only a per-database check's files of this database (`{target}@{database}` folders).
+    pub database: Option<String>,
     pub check: Option<String>,
     /// Runs that started at or after this.
     pub since: Option<DateTime<Utc>>,
@@ -27,7 +30,9 @@ pub struct Filter {
 
 impl Filter {
     fn keeps(&self, e: &Entry) -> bool {
-        self.target.as_deref().is_none_or(|t| t == e.target)
+        let (target, database) = crate::discovery::split_folder(&e.target);
+        self.target.as_deref().is_none_or(|t| t == target)
+            && self.database.as_deref().is_none_or(|d| database == Some(d))
             && self.check.as_deref().is_none_or(|c| c == e.check)
             && self.since.is_none_or(|s| e.started >= s)
             && self.until.is_none_or(|u| e.started < u)
@@ -96,29 +101,41 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Whether any of `files` is a per-database check's (then `list` and `cat` add a `database`
+/// column after `target`; archives without one read as before).
+fn any_database(files: &[Entry]) -> bool {
+    files
+        .iter()
+        .any(|e| crate::discovery::split_folder(&e.target).1.is_some())
+}
+
 /// Writes the `archive list` table; returns how many files matched.
 pub fn list(root: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<usize> {
     let files = select(root, filter)?;
-    let mut rows: Vec<[String; 6]> = vec![[
-        "run_started_at".into(),
-        "target".into(),
-        "check".into(),
-        "rows".into(),
-        "bytes".into(),
-        "path".into(),
-    ]];
+    let with_db = any_database(&files);
+    let mut head: Vec<String> = vec!["run_started_at".into(), "target".into()];
+    if with_db {
+        head.push("database".into());
+    }
+    head.extend(["check", "rows", "bytes", "path"].map(String::from));
+    let mut rows: Vec<Vec<String>> = vec![head];
     for e in &files {
         let n = count_rows(e).map_or_else(|_| "unreadable".to_string(), |n| n.to_string());
-        rows.push([
-            rfc3339(e.started),
-            e.target.clone(),
+        let (target, database) = crate::discovery::split_folder(&e.target);
+        let mut row = vec![rfc3339(e.started), target.to_string()];
+        if with_db {
+            row.push(database.unwrap_or("").to_string());
+        }
+        row.extend([
             e.check.clone(),
             n,
             e.size.to_string(),
             e.path.display().to_string(),
         ]);
+        rows.push(row);
     }
-    let mut widths = [0usize; 6];
+    let last = rows[0].len() - 1;
+    let mut widths = vec![0usize; rows[0].len()];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.len());
@@ -127,7 +144,7 @@ pub fn list(root: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<usi
     for r in &rows {
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
-            if i == 5 {
+            if i == last {
                 line.push_str(c);
             } else {
                 line.push_str(&format!("{c:<w$}  ", w = widths[i]));
@@ -152,6 +169,7 @@ pub struct CatSummary {
 /// to the end, is left out whole (nothing of it is written) and reported.
 pub fn cat(root: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<CatSummary> {
     let files = select(root, filter)?;
+    let with_db = any_database(&files);
     let mut w = csv::WriterBuilder::new().from_writer(out);
     let mut header: Option<csv::ByteRecord> = None;
     let mut summary = CatSummary::default();
@@ -181,6 +199,9 @@ pub fn cat(root: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<CatS
                 let mut first = csv::ByteRecord::new();
                 first.push_field(b"run_started_at");
                 first.push_field(b"target");
+                if with_db {
+                    first.push_field(b"database");
+                }
                 first.extend(h.iter());
                 w.write_byte_record(&first).map_err(csv_io)?;
                 header = Some(h);
@@ -200,7 +221,11 @@ pub fn cat(root: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<CatS
         for r in rows {
             let mut rec = csv::ByteRecord::new();
             rec.push_field(at.as_bytes());
-            rec.push_field(e.target.as_bytes());
+            let (target, database) = crate::discovery::split_folder(&e.target);
+            rec.push_field(target.as_bytes());
+            if with_db {
+                rec.push_field(database.unwrap_or("").as_bytes());
+            }
             rec.extend(r.iter());
             w.write_byte_record(&rec).map_err(csv_io)?;
             summary.rows += 1;
@@ -301,6 +326,7 @@ mod tests {
             target: Some("a".into()),
             since: Some(at(1).into()),
             until: Some(at(2).into()),
+            database: None,
         };
         let mut out = Vec::new();
         let s = cat(dir.path(), &filter, &mut out).unwrap();
@@ -325,6 +351,55 @@ mod tests {
             "{text}"
         );
         assert!(lines[2].contains("unreadable"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn per_database_folders_get_a_database_column_and_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archiver::new(dir.path().to_path_buf());
+        a.write("main@dev", "t", at(1), &rs(&["n"], &[&["1"]]))
+            .await
+            .unwrap();
+        a.write("main@sales", "t", at(2), &rs(&["n"], &[&["2"]]))
+            .await
+            .unwrap();
+        a.write("other", "t", at(3), &rs(&["n"], &[&["3"]]))
+            .await
+            .unwrap();
+        let only = |target: Option<&str>, database: Option<&str>| Filter {
+            check: Some("t".into()),
+            target: target.map(Into::into),
+            database: database.map(Into::into),
+            ..Filter::default()
+        };
+        let mut out = Vec::new();
+        cat(dir.path(), &only(None, None), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "run_started_at,target,database,n\n\
+             2026-01-10T01:00:00.000Z,main,dev,1\n\
+             2026-01-10T02:00:00.000Z,main,sales,2\n\
+             2026-01-10T03:00:00.000Z,other,,3\n"
+        );
+        let mut out = Vec::new();
+        let n = list(dir.path(), &only(Some("main"), Some("sales")), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(n, 1, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("run_started_at            target  database  check"),
+            "{text}"
+        );
+        assert!(lines[1].contains("  main    sales     t "), "{text}");
+        assert!(
+            lines[1].ends_with("main@sales/t/t_20260110T020000.000Z.csv"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            list(dir.path(), &only(Some("main"), None), &mut out).unwrap(),
+            2
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Names and places of archive files: `{root}/{target}/{check}/{check}_{YYYYMMDDTHHMMSS.mmmZ}.csv`
-//! (or `.csv.gz`), the hidden `.{file}.tmp` a write goes through and the hidden
+//! (or `.csv.gz`; `{target}` is `{target}@{database}` for a per-database check), the hidden `.{file}.tmp` a write goes through and the hidden
 //! `.{file}.uploaded` marker an upload leaves behind. [`scan`] walks the tree and returns
 //! every final file with its run time, size and upload state.
 //!
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::config::{Compression, is_check_name, is_identifier};
+use crate::config::{Compression, is_check_name, is_database_name, is_identifier};
 
 /// The time format inside file names (UTC, millisecond precision).
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
@@ -76,9 +76,17 @@ pub fn upload_marker(file: &Path) -> PathBuf {
     file.with_file_name(format!(".{name}.uploaded"))
 }
 
-/// True for `{target}/{check}/{file}` triples that name a valid archive file of that check.
+/// True for a target folder's name: `{target}` or, for a per-database check,
+/// `{target}@{database}` (neither part can contain `@`, `/` or `.`).
+pub fn is_folder_name(folder: &str) -> bool {
+    let (target, database) = crate::discovery::split_folder(folder);
+    is_identifier(target) && database.is_none_or(is_database_name)
+}
+
+/// True for `{target}/{check}/{file}` triples that name a valid archive file of that check
+/// (`target` may be `{target}@{database}`).
 pub fn valid_relative(target: &str, check: &str, file: &str) -> bool {
-    is_identifier(target)
+    is_folder_name(target)
         && is_check_name(check)
         && parse_file_name(file).is_some_and(|f| f.check == check)
 }
@@ -117,7 +125,7 @@ pub fn scan(root: &Path) -> io::Result<Scan> {
     };
     for t in targets.flatten() {
         let target = t.file_name().to_string_lossy().into_owned();
-        if !is_identifier(&target) || !t.file_type().is_ok_and(|ft| ft.is_dir()) {
+        if !is_folder_name(&target) || !t.file_type().is_ok_and(|ft| ft.is_dir()) {
             continue;
         }
         let Ok(checks) = std::fs::read_dir(t.path()) else {

@@ -48,6 +48,9 @@ struct ListArgs {
     /// Only this target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
+    /// Only a per-database check's files of this database.
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
     /// Only this check.
     #[arg(long, value_name = "NAME")]
     check: Option<String>,
@@ -67,6 +70,9 @@ struct CatArgs {
     /// Only this target (default: every target, in run order).
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
+    /// Only a per-database check's runs on this database (default: every database).
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
     /// Runs that started at or after TIME (RFC 3339, a UTC date, or 7d / 36h back from now).
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
@@ -117,6 +123,7 @@ fn list(a: ListArgs) -> Result<ExitCode, ExitCode> {
     let root = root(&a.root)?;
     let filter = Filter {
         target: a.target,
+        database: a.database,
         check: a.check,
         since: time("--since", &a.since)?,
         until: None,
@@ -135,6 +142,7 @@ fn cat(a: CatArgs) -> Result<ExitCode, ExitCode> {
     let root = root(&a.root)?;
     let filter = Filter {
         target: a.target,
+        database: a.database,
         check: Some(a.check.clone()),
         since: time("--since", &a.since)?,
         until: time("--until", &a.until)?,

@@ -361,6 +361,18 @@ impl Validator<'_> {
                 out
             }
         };
+        let scope = self.scope(&p("scope"), &c.scope);
+        if scope == super::Scope::Database {
+            for (j, l) in c.labels.iter().enumerate() {
+                if l.get_ref() == "database" {
+                    self.problem(
+                        format!("{base}.labels[{j}]"),
+                        Some(l.span().start),
+                        "\"database\" is reserved for the database of a per-database check; alias the column in the query",
+                    );
+                }
+            }
+        }
         let static_labels = self.static_labels(&p("static_labels"), start, &c.static_labels);
         for (name, _) in &static_labels {
             if labels.contains(name) {
@@ -375,6 +387,7 @@ impl Validator<'_> {
             }
         }
         CheckConfig {
+            scope,
             static_labels,
             file: self.file.clone(),
             name,

@@ -20,6 +20,7 @@ mod archive;
 mod aws;
 mod check;
 mod cron;
+mod databases;
 mod env;
 mod include;
 mod labels;
@@ -33,11 +34,12 @@ mod validate;
 pub use archive::{ArchiveSettings, Compression, Retention, S3Config, parse_bytes};
 pub use aws::{HostHint, IamApi, IamPlan, SecretRef, host_hint, secret_ref};
 pub use cron::{cron, parse_cron};
+pub use databases::{DEFAULT_REFRESH, Databases, MIN_REFRESH, Scope, glob_match, is_database_name};
 pub use env::expand_env;
 pub use labels::RESERVED as RESERVED_LABELS;
 pub use model::{
-    Auth, CheckConfig, Config, Deployment, ExporterConfig, Level, PageDetail, Schedule, Secret,
-    SslMode, TargetConfig, Thresholds, ValueSpec,
+    Auth, CheckConfig, Config, Deployment, ExporterConfig, Instance, Level, PageDetail, Schedule,
+    Secret, SslMode, TargetConfig, Thresholds, ValueSpec,
 };
 pub use names::{is_check_name, is_identifier, is_label_name, is_metric_name};
 

@@ -176,14 +176,46 @@ pub struct TargetConfig {
     /// the target, data and self metrics, and to `redshift_exporter_target_info`. Not part of
     /// the connection, so a change keeps the pool ([`TargetConfig::same_connection`]).
     pub labels: Vec<(String, String)>,
+    /// `databases`: the databases per-database checks run on; `None` runs them on
+    /// `database` only. `database` stays the home database either way (discovery and
+    /// cluster-scoped checks connect there).
+    pub databases: Option<super::Databases>,
+    /// How often the `{ include, exclude }` form re-reads `pg_database`.
+    pub databases_refresh: Duration,
+    /// What this entry is in the effective configuration ([`crate::discovery::expand`] makes
+    /// one entry per database of a target, each with its own pool); as parsed, every target
+    /// is its home instance.
+    pub instance: Instance,
+}
+
+/// The role of one (target, database) entry of the effective configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    /// The target's home `database`: cluster-scoped checks run here, and the target-wide
+    /// series (`target_info`) come from here only.
+    pub home: bool,
+    /// Per-database checks run here (the database is one of the target's databases).
+    pub member: bool,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance {
+            home: true,
+            member: true,
+        }
+    }
 }
 
 impl TargetConfig {
     /// Same database, credentials and session settings: the pool can be kept across a
-    /// reload (static labels may differ).
+    /// reload (static labels, the database selection and the entry's role may differ).
     pub fn same_connection(&self, other: &TargetConfig) -> bool {
         let strip = |t: &TargetConfig| TargetConfig {
             labels: Vec::new(),
+            databases: None,
+            databases_refresh: Duration::ZERO,
+            instance: Instance::default(),
             ..t.clone()
         };
         strip(self) == strip(other)
@@ -300,6 +332,8 @@ pub struct CheckConfig {
     /// Static labels (`static_labels = { team = "dba" }`), sorted by name: added to every
     /// series of the check, data and self metrics.
     pub static_labels: Vec<(String, String)>,
+    /// `scope`: once per target on its home database, or on each of its databases.
+    pub scope: super::Scope,
 }
 
 impl CheckConfig {

@@ -67,6 +67,10 @@ pub(super) struct RawTarget {
     pub(super) iam: Option<Spanned<super::aws::RawIam>>,
     /// Static labels added to every series of the target.
     pub(super) labels: Option<BTreeMap<String, Spanned<String>>>,
+    /// `["dev", "sales"]` or `{ include = [...], exclude = [...] }`: read as a plain value
+    /// because serde's untagged enums lose the spans of what they buffer.
+    pub(super) databases: Option<Spanned<toml::Value>>,
+    pub(super) databases_refresh: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +93,8 @@ pub(super) struct RawCheck {
     pub(super) archive_max_bytes: Option<Spanned<StrOrInt>>,
     /// Static labels added to every series of the check (`labels` names label columns).
     pub(super) static_labels: Option<BTreeMap<String, Spanned<String>>>,
+    /// `cluster` (default) or `database`.
+    pub(super) scope: Option<Spanned<String>>,
 }
 
 /// A file named by `[exporter] include`: `[[checks]]` only.

@@ -183,8 +183,17 @@ impl Validator<'_> {
             _ => user,
         };
         let labels = self.static_labels(&p("labels"), start, &t.labels);
+        let databases = self.databases(&p("databases"), &t.databases);
+        let databases_refresh = self.databases_refresh(
+            &p("databases_refresh"),
+            &t.databases_refresh,
+            databases.as_ref(),
+        );
         TargetConfig {
             labels,
+            databases,
+            databases_refresh,
+            instance: super::Instance::default(),
             name: name.to_string(),
             host,
             hostaddr,

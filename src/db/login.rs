@@ -71,6 +71,9 @@ pub(super) struct TargetConnect {
     /// Answer Redshift's sha256 request (code 13) on TLS sessions.
     pub digest: bool,
     pub login: Arc<Login>,
+    /// The target-wide session bound: a permit is taken before each session opens and kept by
+    /// its connection task until the session closes.
+    pub bound: Arc<super::bound::Bound>,
 }
 
 type ConnectFuture<'a> = std::pin::Pin<
@@ -95,11 +98,14 @@ impl Connect for TargetConnect {
         }
         let tls = self.tls.clone();
         let digest = self.digest;
+        let bound = self.bound.clone();
         Box::pin(async move {
+            // Bounded by deadpool's create timeout (see `bound`); a failed connect drops it.
+            let permit = bound.acquire().await;
             let (client, task) = match tls {
                 Tls::None => {
                     let (client, conn) = pg.connect(NoTls).await?;
-                    (client, spawn_connection(conn))
+                    (client, spawn_connection(conn, permit))
                 }
                 Tls::Rustls(t) if digest => {
                     let tls = DigestTls {
@@ -107,11 +113,11 @@ impl Connect for TargetConnect {
                         password: creds.password.clone(),
                     };
                     let (client, conn) = pg.connect(tls).await?;
-                    (client, spawn_connection(conn))
+                    (client, spawn_connection(conn, permit))
                 }
                 Tls::Rustls(t) => {
                     let (client, conn) = pg.connect(t).await?;
-                    (client, spawn_connection(conn))
+                    (client, spawn_connection(conn, permit))
                 }
             };
             Ok((client, task))
@@ -119,8 +125,12 @@ impl Connect for TargetConnect {
     }
 }
 
-/// Drives a session's connection in the background, as deadpool's own connector does.
-fn spawn_connection<F>(conn: F) -> tokio::task::JoinHandle<()>
+/// Drives a session's connection in the background, as deadpool's own connector does,
+/// holding the session's permit of the target's bound until the connection ends.
+fn spawn_connection<F>(
+    conn: F,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> tokio::task::JoinHandle<()>
 where
     F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
@@ -128,6 +138,11 @@ where
         if let Err(e) = conn.await {
             tracing::warn!(target: "deadpool.postgres", "Connection error: {}", e);
         }
+        // The connection ends when Terminate is sent; the server's backend leaves a moment
+        // later. Holding the permit a little longer keeps the bound true as the server counts
+        // sessions (pg_stat_activity, Redshift's connection limit), not only as we do.
+        tokio::time::sleep(super::bound::SERVER_EXIT_GRACE).await;
+        drop(permit);
     })
 }
 

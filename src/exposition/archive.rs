@@ -63,8 +63,15 @@ pub(super) fn families(stats: &ArchiveStats, uploads: bool) -> Vec<MetricFamily>
         .filter(|(name, ..)| uploads || !name.contains("_upload"))
         .map(|(name, help, t, value)| {
             let mut f = family(name, help, *t);
-            for ((target, check), s) in &snap {
-                let pairs = [("target", target.as_str()), ("check", check.as_str())];
+            for ((folder, check), s) in &snap {
+                // A per-database check's folder is `{target}@{database}`: two labels here,
+                // like the check's own series.
+                let (target, database) = crate::discovery::split_folder(folder);
+                let mut pairs = vec![("target", target)];
+                if let Some(db) = database {
+                    pairs.push(("database", db));
+                }
+                pairs.push(("check", check.as_str()));
                 let v = value(s) as f64;
                 f.mut_metric().push(if *t == MetricType::COUNTER {
                     counter(&pairs, v)

@@ -376,18 +376,25 @@ mod tests {
     fn incremental_text_equals_a_full_render() {
         let mut text = String::from(
             "[targets.a]\nhost = \"h\"\nuser = \"u\"\nlabels = { env = \"prod\", note = \"q\\\"uote\" }\n\
-             [targets.b]\nhost = \"h\"\nuser = \"u\"\n",
+             [targets.b]\nhost = \"h\"\nuser = \"u\"\ndatabase = \"dev\"\ndatabases = [\"dev\", \"ops\"]\n",
         );
+        // Every fourth check per database: b has two entries (dev at home, ops), their
+        // series and target_up tell them apart by `database`.
         for i in 0..40 {
             text.push_str(&format!(
-                "[[checks]]\nname = \"c{i}\"\nquery = \"SELECT 1\"\nlabels = [\"k\"]\nvalues = [\"v\", \"w\"]\n{}\n",
-                if i % 3 == 0 { "static_labels = { team = \"dba\" }" } else { "" }
+                "[[checks]]\nname = \"c{i}\"\nquery = \"SELECT 1\"\nlabels = [\"k\"]\nvalues = [\"v\", \"w\"]\n{}\n{}\n",
+                if i % 3 == 0 { "static_labels = { team = \"dba\" }" } else { "" },
+                if i % 4 == 0 { "scope = \"database\"" } else { "" }
             ));
         }
         // Two checks feeding one metric name.
         text.push_str("[[checks]]\nname = \"s1\"\nquery = \"SELECT 1\"\ndeployment = [\"provisioned\"]\nlabels = [\"k\"]\nvalues = [{ column = \"v\", name = \"shared\", help = \"Shared.\" }]\n");
         text.push_str("[[checks]]\nname = \"s2\"\nquery = \"SELECT 1\"\ndeployment = [\"serverless\"]\nlabels = [\"k\"]\nvalues = [{ column = \"v\", name = \"shared\", help = \"Shared.\" }]\n");
-        let config = crate::config::parse(&text, |_| None).unwrap();
+        let config = crate::discovery::expand(
+            &crate::config::parse(&text, |_| None).unwrap(),
+            &crate::discovery::Discovered::default(),
+        );
+        assert_eq!(config.targets.len(), 3);
         let store = Store::new(&config);
         let slots = store.read().slots.len();
         let cache = Cache::new();
@@ -442,5 +449,8 @@ mod tests {
                 &cache.plain(&store, 0)
             ));
         }
+        let text = reference(&store);
+        assert!(text.contains("target=\"b\",database=\"ops\""), "{text}");
+        assert!(text.contains("target=\"b\",database=\"dev\""), "{text}");
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct SlotView {
     pub(super) check_index: usize,
     pub(super) target_index: usize,
     pub(super) target: Arc<str>,
+    /// `database` label of a per-database check's series.
+    database: Option<Arc<str>>,
     applicable: bool,
     ran: bool,
     success: bool,
@@ -45,6 +47,7 @@ impl SlotView {
             check_index: s.check_index,
             target_index: s.target_index,
             target: s.target.clone(),
+            database: s.database.clone(),
             applicable: s.not_applicable.is_none(),
             ran: s.status.ran,
             success: s.status.success,
@@ -61,6 +64,8 @@ impl SlotView {
 /// What the exposition needs of one target.
 pub(super) struct TargetView {
     name: Arc<str>,
+    /// Set on a target's non-home database entries (see `TargetState::database`).
+    database: Option<Arc<str>>,
     up: Option<bool>,
     capabilities: Option<Arc<Capabilities>>,
     pub(super) labels: Arc<[(String, String)]>,
@@ -70,6 +75,7 @@ impl TargetView {
     pub(super) fn of(t: &TargetState) -> Self {
         TargetView {
             name: t.name.clone(),
+            database: t.database.clone(),
             up: t.up,
             capabilities: t.capabilities.clone(),
             labels: t.labels.clone(),
@@ -272,6 +278,9 @@ pub(super) fn layout(slots: &[&SlotView]) -> Vec<FamilyLayout> {
 /// families: the second string, and the length of the first inside it.
 pub(super) fn slot_prefix(s: &SlotView, target: &TargetView) -> (String, usize) {
     let mut out = format!("target=\"{}\"", escape(&s.target, true));
+    if let Some(db) = &s.database {
+        let _ = write!(out, ",database=\"{}\"", escape(db, true));
+    }
     for (k, v) in target.labels.iter().chain(&s.check.static_labels) {
         let _ = write!(out, ",{k}=\"{}\"", escape(v, true));
     }
@@ -400,6 +409,9 @@ pub(super) fn write_target_up(targets: &[TargetView], out: &mut String) {
     for t in targets {
         let Some(up) = t.up else { continue };
         let _ = write!(out, "{}{{target=\"{}\"", TARGET_UP.0, escape(&t.name, true));
+        if let Some(db) = &t.database {
+            let _ = write!(out, ",database=\"{}\"", escape(db, true));
+        }
         target_labels(out, t);
         out.push_str(if up { "} 1\n" } else { "} 0\n" });
     }
@@ -410,7 +422,9 @@ pub(super) fn write_target_up(targets: &[TargetView], out: &mut String) {
 /// detection decided — or the configuration forced — once it is known: before that the two
 /// labels are absent, not guessed.
 pub(super) fn write_target_info(targets: &[TargetView], out: &mut String) {
-    for t in targets {
+    // One series per target: its home entry's (the other databases' entries share the
+    // target's static labels; their capabilities may differ, but the join key is the target).
+    for t in targets.iter().filter(|t| t.database.is_none()) {
         let _ = write!(
             out,
             "{}{{target=\"{}\"",

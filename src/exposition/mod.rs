@@ -52,6 +52,8 @@ pub struct Exposition {
     reload: Arc<ReloadStatus>,
     /// Archive gauges and counters (process-wide), and whether S3 uploads are on.
     archive: Option<(Arc<crate::archive::stats::ArchiveStats>, bool)>,
+    /// Database discovery per discovering target (process-wide).
+    discovery: Option<Arc<crate::discovery::DiscoveryStats>>,
 }
 
 impl Exposition {
@@ -67,6 +69,7 @@ impl Exposition {
             start_time: process_start_time().unwrap_or(0.0),
             reload,
             archive: None,
+            discovery: None,
         }
     }
 
@@ -77,6 +80,12 @@ impl Exposition {
         uploads: bool,
     ) -> Self {
         self.archive = Some((stats, uploads));
+        self
+    }
+
+    /// Adds the discovery families (`target_databases`, `discovery_errors_total`).
+    pub fn with_discovery(mut self, stats: Arc<crate::discovery::DiscoveryStats>) -> Self {
+        self.discovery = Some(stats);
         self
     }
 
@@ -211,8 +220,59 @@ impl Exposition {
             // Archive lifecycle families change with every write, deletion and upload.
             encode_into(&mut out, &archive::families(stats, *uploads), format);
         }
+        if let Some(d) = &self.discovery {
+            write_discovery(&mut out, &d.snapshot(), format);
+        }
         write_process(&mut out, self.start_time, format);
         Bytes::from(out)
+    }
+}
+
+/// `target_databases` (only for targets whose discovery answered: an unknown count is not 0)
+/// and `discovery_errors_total` (every kind, from the start: no failure is a measured 0).
+fn write_discovery(
+    out: &mut String,
+    targets: &[crate::discovery::TargetDiscovery],
+    format: Format,
+) {
+    if targets.is_empty() {
+        return;
+    }
+    if targets.iter().any(|t| t.databases.is_some()) {
+        header(
+            out,
+            "redshift_exporter_target_databases",
+            "Databases of the target that per-database checks run on, from its last pg_database answer.",
+            "gauge",
+            format,
+        );
+        for t in targets {
+            if let Some(n) = t.databases {
+                let _ = writeln!(
+                    out,
+                    "redshift_exporter_target_databases{{{}}} {n}",
+                    t.labels
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "redshift_exporter_discovery_errors_total",
+        "Failed reads of the target's pg_database, by error kind (the last known databases are kept).",
+        "counter",
+        format,
+    );
+    for t in targets {
+        for kind in crate::db::ErrorKind::ALL {
+            let _ = writeln!(
+                out,
+                "redshift_exporter_discovery_errors_total{{{},kind=\"{}\"}} {}",
+                t.labels,
+                kind.as_str(),
+                t.errors[kind.index()]
+            );
+        }
     }
 }
 
@@ -240,10 +300,18 @@ impl std::fmt::Display for Value {
     }
 }
 
-/// A target's labels as exposition text, `target="x",env="prod"`: written once per
-/// configuration for the per-scrape pool gauges.
-pub fn target_labels_text(name: &str, labels: &[(String, String)]) -> String {
+/// A target entry's labels as exposition text, `target="x",env="prod"` (with
+/// `database="d"` after the target for an entry that is not the target's home database):
+/// written once per configuration for the per-scrape pool gauges, which are per entry.
+pub fn target_labels_text(
+    name: &str,
+    database: Option<&str>,
+    labels: &[(String, String)],
+) -> String {
     let mut out = format!("target=\"{}\"", escape(name, true));
+    if let Some(db) = database {
+        out.push_str(&format!(",database=\"{}\"", escape(db, true)));
+    }
     for (k, v) in labels {
         out.push_str(&format!(",{k}=\"{}\"", escape(v, true)));
     }
@@ -425,7 +493,7 @@ mod tests {
         store.record_skips(0, 2);
         store.record_archive(0, Ok("x.csv".into()));
         let pools: Vec<(String, PoolStatsFn)> = vec![(
-            target_labels_text("main", &[("env".into(), "p\"q".into())]),
+            target_labels_text("main", None, &[("env".into(), "p\"q".into())]),
             Box::new(|| PoolStats {
                 idle: 1,
                 in_use: 0,
@@ -472,7 +540,7 @@ mod tests {
             .unwrap(),
         ));
         let pools: Vec<(String, PoolStatsFn)> = vec![(
-            target_labels_text("main", &[]),
+            target_labels_text("main", None, &[]),
             Box::new(|| PoolStats {
                 idle: 2,
                 in_use: 1,

@@ -12,6 +12,7 @@ mod aws_login;
 mod aws_moto;
 mod browser;
 mod cli;
+mod databases;
 mod demo;
 mod detection;
 mod docs;

@@ -162,13 +162,27 @@ async fn pages_show_the_incidents_errors_and_rows_of_the_emulation() {
         assert!(cp.contains(want), "disk page lacks {want:?}:\n{cp}");
     }
     assert!(!cp.contains(&work.archive().display().to_string()));
+    // table_health runs per database: its page and archive folder are `{prov}@{database}`,
+    // as the landing page links it.
+    let per_db = {
+        let at = page
+            .find(&format!("checks/table_health/{prov}@"))
+            .unwrap_or_else(|| panic!("no per-database link to table_health:\n{page}"));
+        let link = &page[at + "checks/table_health/".len()..];
+        link[..link.find('"').unwrap()].to_string()
+    };
     for check in ["disk", "table_health", "open_transactions"] {
+        let slot = if check == "table_health" {
+            &per_db
+        } else {
+            &prov
+        };
         // The CSV is written after the run is recorded: wait for both to show the same rows.
         let deadline = std::time::Instant::now() + secs(10);
         loop {
-            let page = daemon.get(&format!("/checks/{check}/{prov}")).await.body;
+            let page = daemon.get(&format!("/checks/{check}/{slot}")).await.body;
             let shown = result_rows(&page);
-            let csv = newest_csv(&work, &prov, check);
+            let csv = newest_csv(&work, slot, check);
             if !shown.is_empty() && csv[1..] == shown[..] {
                 break;
             }

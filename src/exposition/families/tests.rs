@@ -13,6 +13,9 @@ use crate::exposition::{counter, family, gauge};
 /// check's label columns).
 fn slot_labels<'a>(st: &'a State, s: &'a Slot) -> Vec<(&'a str, &'a str)> {
     let mut out = vec![("target", &*s.target)];
+    if let Some(db) = &s.database {
+        out.push(("database", &**db));
+    }
     out.extend(
         st.targets[s.target_index]
             .labels
@@ -182,6 +185,9 @@ pub(in crate::exposition) fn snapshot_families(st: &State) -> Vec<MetricFamily> 
     for t in &st.targets {
         let Some(is_up) = t.up else { continue };
         let mut pairs = vec![("target", &*t.name)];
+        if let Some(db) = &t.database {
+            pairs.push(("database", &**db));
+        }
         pairs.extend(t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         up.mut_metric()
             .push(gauge(&pairs, if is_up { 1.0 } else { 0.0 }));
@@ -197,7 +203,8 @@ pub(in crate::exposition) fn snapshot_families(st: &State) -> Vec<MetricFamily> 
         "A target's static labels and what the exporter decided about it: deployment, and the system relation families its user can read (comma-separated; \"configured\" when the deployment was set rather than detected), absent until detected; the value is always 1.",
         MetricType::GAUGE,
     );
-    for t in &st.targets {
+    // One per target: its home entry's.
+    for t in st.targets.iter().filter(|t| t.database.is_none()) {
         let families = t.capabilities.as_ref().map(|c| {
             if c.forced {
                 "configured".to_string()

@@ -149,15 +149,26 @@ pub(super) fn mark(slot: &SlotView, found: &[Found]) -> Mark {
 
 /// The tail of a link to a slot's check page, from the ` href` on:
 /// ` href="checks/{check}/{target}">{check}</a> `, with both names already HTML-safe (from
-/// [`push_name`]). Relative, so it works under a path prefix. Names are fixed within a store,
+/// [`push_name`]); a per-database check's is `checks/{check}/{target}@{database}` with
+/// ` @database` after its name, so the same check on two databases of one target never
+/// shares a link. Relative, so it works under a path prefix. Names are fixed within a store,
 /// so the landing page builds each slot's once; `<a` or `<a class="…"` goes before it.
-pub(super) fn push_check_link(h: &mut String, check: &str, target: &str) {
+pub(super) fn push_check_link(h: &mut String, check: &str, target: &str, database: Option<&str>) {
     h.push_str(" href=\"checks/");
     h.push_str(check);
     h.push('/');
     h.push_str(target);
+    if let Some(db) = database {
+        h.push('@');
+        push_esc(h, db);
+    }
     h.push_str("\">");
     h.push_str(check);
+    if let Some(db) = database {
+        h.push_str(" <span class=\"muted\">@");
+        push_esc(h, db);
+        h.push_str("</span>");
+    }
     h.push_str("</a> ");
 }
 

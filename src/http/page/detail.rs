@@ -16,11 +16,16 @@ use crate::snapshot::Store;
 /// The route prefix of check pages.
 pub const CHECKS: &str = "/checks/";
 
-/// The (check, target) of a check page's path, if it is one.
+/// The (check, target) of a check page's path, if it is one; `target` may be
+/// `{target}@{database}` (a per-database check's slot).
 pub fn parse_path(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix(CHECKS)?;
     let (check, target) = rest.split_once('/')?;
-    (is_check_name(check) && is_identifier(target)).then_some((check, target))
+    let (name, database) = crate::discovery::split_folder(target);
+    (is_check_name(check)
+        && is_identifier(name)
+        && database.is_none_or(crate::config::is_database_name))
+    .then_some((check, target))
 }
 
 /// `/checks/{check}/{target}`; `None` when there is no such slot. `archive_root` is set when
@@ -29,17 +34,23 @@ pub fn check_page(
     store: &Store,
     archive_root: Option<&Path>,
     check: &str,
-    target: &str,
+    path_target: &str,
 ) -> Option<String> {
+    let (target, database) = crate::discovery::split_folder(path_target);
     // Under the lock: one clone (bounded: 20 runs, 5 paths, `Arc`s); formatted after.
-    let (slot, detail) = {
+    let (slot, detail, section) = {
         let st = store.read();
         let slot = st
             .slots
             .iter()
-            .find(|s| s.check.name == check && &*s.target == target)?
+            .find(|s| {
+                s.check.name == check && &*s.target == target && s.database.as_deref() == database
+            })?
             .clone();
-        (slot, st.page_detail)
+        // The landing page section the slot is in: the target's, or its database entry's.
+        let section =
+            crate::discovery::folder(target, st.targets[slot.target_index].database.as_deref());
+        (slot, st.page_detail, section)
     };
     let view = SlotView::of(&slot);
     let now = now();
@@ -47,17 +58,22 @@ pub fn check_page(
     let mut h = String::with_capacity(16 * 1024);
     head(
         &mut h,
-        &format!("{} on {} · Redshift Exporter", c.name, target),
+        &format!("{} on {} · Redshift Exporter", c.name, path_target),
     );
     h.push_str("<header>");
     nav(&mut h, "../../");
     h.push_str("<h1>");
     push_esc(&mut h, &c.name);
     h.push_str(" <span class=\"muted\">on</span> <a href=\"../../#target-");
-    push_esc(&mut h, target);
+    push_esc(&mut h, &section);
     h.push_str("\">");
     push_esc(&mut h, target);
     h.push_str("</a> ");
+    if let Some(db) = database {
+        h.push_str("<span class=\"muted\">· database</span> ");
+        push_esc(&mut h, db);
+        h.push(' ');
+    }
     h.push_str(status_badge(&view));
     h.push_str("</h1><p>");
     push_esc(&mut h, &c.help);
@@ -300,5 +316,12 @@ mod tests {
         assert_eq!(parse_path("/checks/Disk/main"), None);
         assert_eq!(parse_path("/checks/disk"), None);
         assert_eq!(parse_path("/checks/disk/%2e%2e"), None);
+        assert_eq!(
+            parse_path("/checks/tables/main@dev"),
+            Some(("tables", "main@dev"))
+        );
+        assert_eq!(parse_path("/checks/tables/main@"), None);
+        assert_eq!(parse_path("/checks/tables/main@a@b"), None);
+        assert_eq!(parse_path("/checks/tables/@dev"), None);
     }
 }

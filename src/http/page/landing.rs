@@ -105,7 +105,12 @@ impl Links {
                 checks.resize(s.check_index + 1, None);
             }
             let check = checks[s.check_index].get_or_insert_with(|| safe_name(&s.check.name));
-            push_check_link(&mut links.text, check, &targets[s.target_index]);
+            push_check_link(
+                &mut links.text,
+                check,
+                &targets[s.target_index],
+                s.database.as_deref(),
+            );
             links.ends.push(links.text.len());
         }
         links
@@ -157,8 +162,16 @@ pub(super) fn card(
 ) {
     h.push_str("<section class=\"card\" id=\"target-");
     push_esc(h, &t.name);
+    if let Some(db) = &t.database {
+        h.push('@');
+        push_esc(h, db);
+    }
     h.push_str("\"><div class=\"head\"><h2>");
     push_esc(h, &t.name);
+    if let Some(db) = &t.database {
+        h.push_str(" <span class=\"muted\">· database</span> ");
+        push_esc(h, db);
+    }
     h.push_str("</h2>");
     h.push_str(up_badge(t));
     h.push_str("</div><p class=\"muted\">");

@@ -125,7 +125,13 @@ pub(super) fn matches_labels(
     if s.labels.get("target").map(String::as_str) != Some(target) {
         return false;
     }
-    let own = s.labels.len() - 1;
+    // A per-database check's series also carry `database` (the connected one): not one of
+    // the check's own labels unless the expectation names it.
+    let own = s
+        .labels
+        .keys()
+        .filter(|k| *k != "target" && (*k != "database" || want.contains_key("database")))
+        .count();
     want.iter().all(|(k, v)| s.labels.get(k) == Some(v)) && (!exact || own == want.len())
 }
 

@@ -127,7 +127,11 @@ pub(super) async fn verify_pack(daemon: &mut Daemon, exp: &Expectations) -> Vec<
         let t = target_name(&run.name);
         let skipped = skipped_on(&run.variant);
         for check in &pack_checks {
-            let success = m.get(names::SUCCESS, &[("target", &t), ("check", check)]);
+            // `find`: a per-database check's series also carry the database label.
+            let success = m
+                .find(names::SUCCESS, &[("target", &t), ("check", check)])
+                .first()
+                .map(|s| s.value);
             match (skipped.contains(&check), success) {
                 (true, None) => {}
                 (true, Some(_)) => {
@@ -209,7 +213,11 @@ pub(super) async fn verify_pack(daemon: &mut Daemon, exp: &Expectations) -> Vec<
             series: None,
             absent: false,
         };
-        match m.get(names::ROWS, &[("target", t), ("check", &r.check)]) {
+        match m
+            .find(names::ROWS, &[("target", t), ("check", &r.check)])
+            .first()
+            .map(|s| s.value)
+        {
             None => failures.push(format!("{t}: no row count for {}", r.check)),
             Some(v) => {
                 if let Err(why) = check_value(&e, v) {
