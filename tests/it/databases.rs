@@ -89,11 +89,7 @@ async fn per_database_checks_run_on_each_database_and_cluster_checks_once() {
     let extra = create_databases(&admin, &prefix, &["a", "b"]).await;
     let mon = monitoring_role(&admin).await;
     let work = WorkDir::new();
-    let list = std::iter::once(admin.dbname.clone())
-        .chain(extra.iter().cloned())
-        .map(|d| toml_str(&d))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = toml_list(&admin.dbname, &extra);
     let text = exporter_toml(&work.archive(), "archive_serve = true")
         + "\n"
         + &mon.target_toml("main", &format!("databases = [{list}]"))
@@ -401,11 +397,7 @@ async fn the_session_bound_holds_across_the_databases_of_a_target() {
     let extra = create_databases(&admin, &prefix, &["a", "b", "c"]).await;
     let mon = monitoring_role(&admin).await;
     let work = WorkDir::new();
-    let list = std::iter::once(admin.dbname.clone())
-        .chain(extra.iter().cloned())
-        .map(|d| toml_str(&d))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = toml_list(&admin.dbname, &extra);
     let text = exporter_toml(&work.archive(), "archive = false")
         + "\n"
         + &mon.target_toml(
@@ -646,4 +638,13 @@ async fn a_failed_discovery_keeps_the_last_databases_and_a_reload_keeps_them_too
     d.sigterm();
     d.wait_exit(secs(20)).await;
     drop_databases(&admin, &made).await;
+}
+
+/// `home` and `extra` as the items of a TOML array of strings.
+fn toml_list(home: &str, extra: &[String]) -> String {
+    std::iter::once(home)
+        .chain(extra.iter().map(String::as_str))
+        .map(toml_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
