@@ -16,7 +16,9 @@ use object_store::aws::{AmazonS3Builder, AwsCredentialProvider};
 /// An object_store S3 builder with the chain's settings: what S3 upload builds on, and where
 /// [`provider`] takes its credential provider from.
 pub fn builder(profile: Option<&str>, region: &str) -> AmazonS3Builder {
-    // reqwest is built without a bundled TLS provider; ring is the project's (stack notes §3.8).
+    // reqwest is built with `rustls-no-provider` (aws-lc would double the build), so rustls has
+    // no crypto provider of its own and the first HTTPS call would panic without a process
+    // default. ring is what the database TLS already uses; installing it twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = AmazonS3Builder::from_env().with_region(region);
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {

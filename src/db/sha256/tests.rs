@@ -1,5 +1,5 @@
-//! Known-answer tests (the vector of `redshift-auth.md` §4.2, cross-checked there with AWS's
-//! `redshift_connector`) and the adapter against an in-memory server: split writes, MD5 and
+//! Known-answer tests (a vector computed with AWS's Python driver, `redshift_connector`'s
+//! `ExtensibleDigest.encode`, the function its `auth_code == 13` branch in `core.py` calls) and the adapter against an in-memory server: split writes, MD5 and
 //! errors passed through untouched, bad requests refused without sending anything.
 
 use super::*;
