@@ -96,6 +96,19 @@ async fn static_labels_reach_every_series_and_a_reload_changes_them_keeping_the_
     );
     assert!(pid0.is_some(), "{}", m.lines_with("itest_pid_pid"));
 
+    // The landing page shows the target's static labels, HTML-escaped like every other value.
+    let home = d.get("/").await.body;
+    for want in [
+        "<code>env=prod</code>",
+        "<code>cluster_identifier=sales-prod</code>",
+        "<code>note=a &quot;quoted&quot; value</code>",
+    ] {
+        assert!(
+            home.contains(want),
+            "the landing page lacks {want}:\n{home}"
+        );
+    }
+
     // Reload with another label value: the series carry it, the old ones are gone, and the
     // session (pool of 1) is the same one.
     fleet_config(&work, &db, "staging");
