@@ -217,7 +217,7 @@ fn pages(c: &mut Criterion) {
     // CPU per page view, printed besides criterion's wall-clock figures: only the view is
     // timed, not the runs recorded between views.
     for (name, alerting) in [("healthy", false), ("all alerting", true)] {
-        let (_, store) = fleet(100, alerting);
+        let (cfg, store) = fleet(100, alerting);
         let runs = runs(&store);
         let exposition =
             Exposition::new(store.clone(), Vec::new(), Arc::new(ReloadStatus::default()));
@@ -248,11 +248,32 @@ fn pages(c: &mut Criterion) {
             rerun(&store, &runs, &mut next, 100);
             timed(&mut || drop(black_box(landing.render())))
         });
+        // The first view after a reload that kept every slot (the same file re-read): the
+        // new store's cache takes the old one's parts over, so only the sections are new.
+        let plan = redshift_exporter::reload::plan(&cfg, &cfg);
+        let (mut old_store, mut old_landing) = (store.clone(), landing);
+        let reloads: u32 = std::env::var("RELOADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let after_reload = (0..reloads)
+            .map(|_| {
+                let next = Arc::new(Store::new(&cfg));
+                next.adopt(&old_store, &plan.targets, &plan.slots);
+                next.regate();
+                let fresh = Landing::new(next.clone());
+                fresh.carry_from(&old_landing, &plan.slots);
+                let cpu = timed(&mut || drop(black_box(fresh.render())));
+                (old_store, old_landing) = (next, fresh);
+                cpu
+            })
+            .sum::<Duration>()
+            / reloads;
         eprintln!(
             "landing page, 100 targets, {name}: {bytes} bytes; CPU per view: uncached {uncached:?}, \
              cached {cached:?}, {CHANGES} slots changed {changed:?} ({sections:.1} sections \
-             rendered per view), one slot changed on every target {everywhere:?}; /metrics \
-             cached {metrics:?}"
+             rendered per view), one slot changed on every target {everywhere:?}, first view \
+             after a reload that kept every slot {after_reload:?}; /metrics cached {metrics:?}"
         );
     }
     let mut g = c.benchmark_group("page");

@@ -330,6 +330,8 @@ async fn reload(
             lifecycle,
             &discovery.stats,
         );
+        // The page cache keeps what it worked out for the slots the reload kept.
+        live.pages.carry_from(&web.live().pages, &plan.slots);
         web.swap(live);
         let old = std::mem::replace(current, next);
         retired.retain(|w| w.strong_count() > 0);

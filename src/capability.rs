@@ -208,6 +208,16 @@ pub fn decide(
 /// `None` when `check` can run on a target with `caps`; otherwise why not (for the log and the
 /// landing page).
 pub fn applicability(check: &CheckConfig, caps: &Capabilities) -> Option<String> {
+    applicability_given(check, &crate::lint::system_relations(&check.query), caps)
+}
+
+/// [`applicability`] with the system relations `check`'s query reads already worked out
+/// (`lint::system_relations`), for callers that decide many targets at once.
+pub fn applicability_given(
+    check: &CheckConfig,
+    relations: &[String],
+    caps: &Capabilities,
+) -> Option<String> {
     if !check.applies_to(caps.deployment) {
         let wants: Vec<&str> = check.deployments.iter().map(|d| d.as_str()).collect();
         return Some(format!(
@@ -216,13 +226,13 @@ pub fn applicability(check: &CheckConfig, caps: &Capabilities) -> Option<String>
             caps.deployment.as_str()
         ));
     }
-    for r in crate::lint::system_relations(&check.query) {
-        match caps.access(&r) {
+    for r in relations {
+        match caps.access(r) {
             Access::Readable => {}
             Access::Refused => {
                 return Some(format!(
                     "needs {r}, which this user may not read (42501); {}",
-                    grant_hint(&r)
+                    grant_hint(r)
                 ));
             }
             Access::Missing => return Some(format!("needs {r}, which this database lacks")),

@@ -102,7 +102,7 @@ pub struct Counters {
 }
 
 /// The last run of one slot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     /// False until the first run finished (readiness).
     pub ran: bool,
@@ -264,16 +264,33 @@ impl ReloadStatus {
     }
 }
 
-/// Marks each slot of `target` with why it cannot run there, from the target's capabilities
-/// (slots of a target not yet detected are left as they are).
-fn gate(s: &mut State, target: usize) {
-    let Some(caps) = s.targets[target].capabilities.clone() else {
-        return;
-    };
+/// Marks each slot of the targets `which` says with why it cannot run there, from the
+/// target's capabilities (slots of a target not yet detected are left as they are). A slot is
+/// stamped only when its applicability changes, so a re-detection or a reload that decides
+/// the same leaves the caches of what it shows alone. The system relations a check reads are
+/// worked out once per check, not once per slot: at a fleet's scale (100 targets × the pack)
+/// parsing every slot's SQL was most of a store's construction.
+fn gate(s: &mut State, which: impl Fn(usize) -> bool) {
     let generation = s.generation;
-    for sl in s.slots.iter_mut().filter(|sl| sl.target_index == target) {
-        sl.not_applicable = capability::applicability(&sl.check, &caps).map(Arc::from);
-        sl.changed = generation;
+    let mut relations: Vec<Option<Vec<String>>> = Vec::new();
+    for sl in s.slots.iter_mut() {
+        let ti = sl.target_index;
+        if !which(ti) {
+            continue;
+        }
+        let Some(caps) = &s.targets[ti].capabilities else {
+            continue;
+        };
+        if relations.len() <= sl.check_index {
+            relations.resize(sl.check_index + 1, None);
+        }
+        let names = relations[sl.check_index]
+            .get_or_insert_with(|| crate::lint::system_relations(&sl.check.query));
+        let why = capability::applicability_given(&sl.check, names, caps);
+        if sl.not_applicable.as_deref() != why.as_deref() {
+            sl.not_applicable = why.map(Arc::from);
+            sl.changed = generation;
+        }
     }
 }
 
@@ -326,9 +343,7 @@ impl Store {
             generation: 1,
         };
         // Forced deployments gate their slots from the start.
-        for ti in 0..state.targets.len() {
-            gate(&mut state, ti);
-        }
+        gate(&mut state, |_| true);
         Store {
             state: RwLock::new(state),
             generation: AtomicU64::new(1),
@@ -524,7 +539,7 @@ impl Store {
             s.targets[target].capabilities = Some(caps);
             s.targets[target].redetect = false;
             s.targets[target].changed = s.generation;
-            gate(s, target);
+            gate(s, |ti| ti == target);
         });
     }
 
@@ -546,11 +561,7 @@ impl Store {
     /// Recomputes every slot's skip state from what is known about its target: after a
     /// reload handover, where new and edited slots meet carried capabilities.
     pub fn regate(&self) {
-        self.write(|s| {
-            for ti in 0..s.targets.len() {
-                gate(s, ti);
-            }
-        });
+        self.write(|s| gate(s, |_| true));
     }
 
     /// True once every applicable slot has finished a run.

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::html::{push_esc, push_name, value_text};
+use super::html::{push_esc, push_name, push_value};
 use crate::config::{CheckConfig, Level, PageDetail};
 use crate::sample::Samples;
 use crate::snapshot::{Slot, Status};
@@ -36,6 +36,18 @@ impl SlotView {
             samples: s.samples.clone(),
             not_applicable: s.not_applicable.clone(),
         }
+    }
+
+    /// Whether this view still shows what `s` holds (its check aside: the caller knows it is
+    /// the same check): the same last run, the same samples (the same allocation: samples are
+    /// replaced whole, never changed in place) and the same applicability.
+    pub fn shows(&self, s: &Slot) -> bool {
+        let same_samples = match (&self.samples, &s.samples) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_samples && self.status == s.status && self.not_applicable == s.not_applicable
     }
 }
 
@@ -246,7 +258,7 @@ pub(super) fn item_html(
                 h.push('}');
             }
             h.push_str("</code> = <b>");
-            push_esc(h, &value_text(&spec.metric, v));
+            push_value(h, &spec.metric, v);
             h.push_str("</b> <span class=\"muted\">(");
             h.push_str(badge);
             h.push_str(if spec.thresholds.below {
@@ -254,7 +266,7 @@ pub(super) fn item_html(
             } else {
                 " &gt; "
             });
-            push_esc(h, &value_text(&spec.metric, threshold));
+            push_value(h, &spec.metric, threshold);
             h.push_str(")</span>");
         }
     }

@@ -8,8 +8,10 @@
 //! publishes (`TargetState::changed`, `Slot::changed`); a section rendered at generation `g`
 //! is reused while no stamp of its target or of one of its slots is above `g`. The
 //! configuration's part cannot change within a store: a reload builds a new store, and with
-//! it (`http::Live`) a new, empty cache. The cache holds one section per target of its store
-//! and nothing else, so it is bounded by the live targets.
+//! it (`http::Live`) a new cache, which takes over the old one's slot parts of the slots the
+//! reload kept ([`Landing::carry_from`]), so the first view after a reload works out only the
+//! slots that changed. The cache holds one section and one part per slot of its store and
+//! nothing else, so it is bounded by the live targets.
 //!
 //! Under the store's read lock: a generation check, one pass over the stamps, and `Arc` clones
 //! of what the stale sections show; the formatting happens after the lock is released. A view
@@ -23,7 +25,7 @@ use bytes::Bytes;
 use super::attention::SlotView;
 use super::html::now;
 use super::landing::{Links, Part, card, end, slot_lists, start};
-use crate::snapshot::{Store, TargetState};
+use crate::snapshot::{Carry, Store, TargetState};
 
 /// `/` for one store: see the module's documentation.
 pub struct Landing {
@@ -85,6 +87,84 @@ impl Landing {
         out
     }
 
+    /// Takes over from `old`, the cache of the store this one's replaced at a reload, the
+    /// parts of the slots the reload kept (`slots[new] == Carry::Unchanged(old)`: the same
+    /// check on the same target, its state copied by `Store::adopt`), so the first view after
+    /// the reload works out only the slots that did change. The sections are rendered again
+    /// (the links, the targets and the page's detail level may have changed).
+    ///
+    /// `old` is left as a cache that has not been viewed yet: a request still holding the old
+    /// state renders it whole, correctly. A part is carried only if it shows what the new
+    /// store holds for its slot now (the same status, samples and applicability), and used
+    /// at the first view only if the slot has not been written since (a run that finished in
+    /// between, or a new skip decision, makes it worked out again). Nothing is carried when
+    /// the page's detail level changed (the listed findings' HTML depends on it). The
+    /// comparing happens here, on the reload's path, not on a page view's.
+    pub fn carry_from(&self, old: &Landing, slots: &[Carry]) {
+        if old.store.read().page_detail != self.store.read().page_detail {
+            return;
+        }
+        let (parts, links) = {
+            let mut o = old.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let taken = (std::mem::take(&mut o.parts), std::mem::take(&mut o.links));
+            // Not viewed yet, as far as the next view knows; the counts go on.
+            *o = Inner {
+                worked: o.worked,
+                rendered: o.rendered,
+                ..Inner::default()
+            };
+            taken
+        };
+        let st = self.store.read();
+        if parts.is_empty() || slots.len() != st.slots.len() {
+            return;
+        }
+        // The same slots in the same order (the file re-read, labels or thresholds of other
+        // checks changed): the parts stay where they are and the links are the same names.
+        let identity = slots.len() == parts.len()
+            && slots
+                .iter()
+                .enumerate()
+                .all(|(ni, c)| *c == Carry::Unchanged(ni));
+        let mut parts_at = vec![st.generation; st.slots.len()];
+        let mut keep = |i: usize, part: Option<Part>, slot: &crate::snapshot::Slot| match part
+            .filter(|p| p.view.shows(slot))
+        {
+            Some(mut p) => {
+                p.view.check = slot.check.clone();
+                p
+            }
+            // Worked out at the first view: stale at every generation.
+            None => {
+                parts_at[i] = 0;
+                Part::unworked(SlotView::of(slot))
+            }
+        };
+        let parts: Vec<Part> = if identity {
+            // Collected in place: the same allocation, no part moved elsewhere.
+            (parts.into_iter().zip(&st.slots).enumerate())
+                .map(|(i, (p, slot))| keep(i, Some(p), slot))
+                .collect()
+        } else {
+            let mut old: Vec<Option<Part>> = parts.into_iter().map(Some).collect();
+            (slots.iter().zip(&st.slots).enumerate())
+                .map(|(i, (c, slot))| {
+                    let p = match *c {
+                        Carry::Unchanged(oi) => old.get_mut(oi).and_then(Option::take),
+                        _ => None,
+                    };
+                    keep(i, p, slot)
+                })
+                .collect()
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.parts = parts;
+        inner.parts_at = parts_at;
+        if identity {
+            inner.links = links;
+        }
+    }
+
     /// How many slot parts were worked out since this cache was made.
     pub fn slots_worked_out(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).worked
@@ -115,9 +195,14 @@ impl Inner {
                         html: Bytes::new(),
                     })
                     .collect();
-                self.parts = Vec::new();
-                self.parts_at = vec![0; st.slots.len()];
-                self.links = Links::of(&st);
+                // Parts and links carried over a reload are kept (`Landing::carry_from`).
+                if self.parts.len() != st.slots.len() {
+                    self.parts = Vec::new();
+                    self.parts_at = vec![0; st.slots.len()];
+                }
+                if self.links.len() != st.slots.len() {
+                    self.links = Links::of(&st);
+                }
                 let mut e = String::new();
                 end(&mut e, st.targets.is_empty());
                 self.end = Bytes::from(e);
@@ -364,5 +449,68 @@ mod tests {
         fresh.adopt(&store, &[Some(0), None, Some(2)], &slots);
         let cache = Landing::new(fresh);
         assert!(!text(&sections(&cache.render())[1]).contains("IAM:exporter"));
+    }
+    #[test]
+    fn a_reload_carries_the_parts_of_the_slots_it_kept() {
+        let cfg = config(0.9);
+        let store = Arc::new(Store::new(&cfg));
+        let cache = Landing::new(store.clone());
+        run(&cfg, &store, 0, 0, 0.95);
+        run(&cfg, &store, 1, 2, 0.5);
+        cache.render();
+        assert_eq!(cache.slots_worked_out(), 6);
+
+        // The same configuration again: every slot is kept, so the first view of the new
+        // store works out none of them, and still shows what the uncached page shows.
+        let reload = |old: &Arc<Store>, old_cache: &Landing, new_cfg: &Config| {
+            let plan = crate::reload::plan(&cfg, new_cfg);
+            let next = Arc::new(Store::new(new_cfg));
+            next.adopt(old, &plan.targets, &plan.slots);
+            next.regate();
+            let cache = Landing::new(next.clone());
+            cache.carry_from(old_cache, &plan.slots);
+            (next, cache)
+        };
+        let (next, carried) = reload(&store, &cache, &cfg);
+        let view: Vec<u8> = carried.render().iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(carried.slots_worked_out(), 0, "every part was carried");
+        assert_eq!(carried.sections_rendered(), 3, "the sections are new");
+        let view = String::from_utf8(view).expect("UTF-8");
+        assert!(
+            view.contains("<b>0.95</b>"),
+            "the carried finding is listed"
+        );
+        assert_eq!(
+            after_start(&view),
+            after_start(&super::super::landing(&next))
+        );
+
+        // The old cache gave its parts away: a request still on the old state renders it
+        // whole, and correctly.
+        let old_view: Vec<u8> = cache.render().iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(cache.slots_worked_out(), 12);
+        assert_eq!(
+            after_start(&String::from_utf8(old_view).expect("UTF-8")),
+            after_start(&super::super::landing(&store))
+        );
+
+        // A run between the reload and the first view: that slot's carried part no longer
+        // shows it, so it alone is worked out.
+        let (next, carried) = reload(&store, &cache, &cfg);
+        run(&cfg, &next, 0, 1, 0.97);
+        let view: Vec<u8> = carried.render().iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(carried.slots_worked_out(), 1);
+        assert!(
+            String::from_utf8(view)
+                .expect("UTF-8")
+                .contains("<b>0.97</b>")
+        );
+
+        // A higher threshold on `disk`: its three slots are not kept (the reload resets them
+        // to counters only), `queue`'s are carried.
+        cache.render();
+        let (_, carried) = reload(&store, &cache, &config(0.99));
+        carried.render();
+        assert_eq!(carried.slots_worked_out(), 3);
     }
 }

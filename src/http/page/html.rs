@@ -127,30 +127,40 @@ pub(super) fn span(s: f64) -> String {
     }
 }
 
-/// A number without noise: integers plain, others with up to 4 significant decimals.
-pub(super) fn number(v: f64) -> String {
+/// A number without noise, written to `h`: integers plain, others with up to 4 significant
+/// decimals. No allocation of its own: the landing page writes two per listed finding.
+pub(super) fn push_number(h: &mut String, v: f64) {
     if !v.is_finite() {
-        return v.to_string();
+        let _ = write!(h, "{v}");
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(h, "{}", v as i64);
+    } else {
+        let from = h.len();
+        let _ = write!(h, "{v:.4}");
+        let kept = h[from..].trim_end_matches('0').trim_end_matches('.').len();
+        h.truncate(from + kept);
     }
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        return format!("{}", v as i64);
-    }
-    let t = format!("{v:.4}");
-    let t = t.trim_end_matches('0').trim_end_matches('.');
-    t.to_string()
 }
 
 /// A value in the unit its metric name says (`_ratio` → %, `_seconds` → time, `_bytes`).
 pub(super) fn value_text(metric: &str, v: f64) -> String {
+    let mut h = String::new();
+    push_value(&mut h, metric, v);
+    h
+}
+
+/// [`value_text`], written to `h`. What it writes is HTML-safe (digits, signs, units).
+pub(super) fn push_value(h: &mut String, metric: &str, v: f64) {
     if !v.is_finite() {
-        return v.to_string();
-    }
-    if metric.ends_with("_ratio") {
-        format!("{} %", number((v * 1000.0).round() / 10.0))
+        let _ = write!(h, "{v}");
+    } else if metric.ends_with("_ratio") {
+        push_number(h, (v * 1000.0).round() / 10.0);
+        h.push_str(" %");
     } else if metric.ends_with("_seconds") && v >= 60.0 {
-        span(v)
+        h.push_str(&span(v));
     } else if metric.ends_with("_seconds") {
-        format!("{} s", number(v))
+        push_number(h, v);
+        h.push_str(" s");
     } else if metric.ends_with("_bytes") && v >= 1024.0 {
         let units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
         let mut x = v / 1024.0;
@@ -159,9 +169,11 @@ pub(super) fn value_text(metric: &str, v: f64) -> String {
             x /= 1024.0;
             u += 1;
         }
-        format!("{} {}", number((x * 10.0).round() / 10.0), units[u])
+        push_number(h, (x * 10.0).round() / 10.0);
+        h.push(' ');
+        h.push_str(units[u]);
     } else {
-        number(v)
+        push_number(h, v);
     }
 }
 
@@ -217,7 +229,13 @@ mod tests {
             "3 GiB"
         );
         assert_eq!(value_text("x_queries", 3.0), "3");
-        assert_eq!(number(0.123456), "0.1235");
+        assert_eq!(value_text("x", 0.123456), "0.1235");
+        // Written after what is there: only its own zeros are trimmed.
+        let mut h = String::from("100");
+        push_number(&mut h, 2.5);
+        push_value(&mut h, "x_ratio", 0.5);
+        push_number(&mut h, -0.25);
+        assert_eq!(h, "1002.550 %-0.25");
         assert_eq!(span(3720.0), "1 h 2 min");
     }
 

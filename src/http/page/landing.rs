@@ -37,6 +37,17 @@ pub(super) struct Part {
 }
 
 impl Part {
+    /// A part whose findings are not worked out yet: a stand-in the cache replaces before a
+    /// section shows it (its slot is marked stale).
+    pub fn unworked(view: SlotView) -> Self {
+        Part {
+            view,
+            found: Vec::new(),
+            mark: Mark::Pending,
+            html: Vec::new(),
+        }
+    }
+
     pub fn of(view: SlotView) -> Self {
         let mut found = Vec::new();
         findings(&view, &mut found);
@@ -114,6 +125,11 @@ impl Links {
             links.ends.push(links.text.len());
         }
         links
+    }
+
+    /// How many slots it has a tail for.
+    pub fn len(&self) -> usize {
+        self.ends.len()
     }
 
     /// Slot `i`'s link tail.
