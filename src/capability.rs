@@ -174,11 +174,11 @@ pub fn relations_to_probe<'a>(
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in checks.into_iter().filter(|c| c.applies_to(deployment)) {
-        for r in crate::lint::system_relations(&c.query) {
-            let open = Family::of(&r).is_some_and(|f| probes.family(f) == Access::Readable);
+        for r in &c.reads {
+            let open = Family::of(r).is_some_and(|f| probes.family(f) == Access::Readable);
             let is_probe = Family::ALL.iter().any(|f| f.probe() == r);
-            if open && !is_probe && !out.contains(&r) {
-                out.push(r);
+            if open && !is_probe && !out.contains(r) {
+                out.push(r.clone());
             }
         }
     }
@@ -208,16 +208,6 @@ pub fn decide(
 /// `None` when `check` can run on a target with `caps`; otherwise why not (for the log and the
 /// landing page).
 pub fn applicability(check: &CheckConfig, caps: &Capabilities) -> Option<String> {
-    applicability_given(check, &crate::lint::system_relations(&check.query), caps)
-}
-
-/// [`applicability`] with the system relations `check`'s query reads already worked out
-/// (`lint::system_relations`), for callers that decide many targets at once.
-pub fn applicability_given(
-    check: &CheckConfig,
-    relations: &[String],
-    caps: &Capabilities,
-) -> Option<String> {
     if !check.applies_to(caps.deployment) {
         let wants: Vec<&str> = check.deployments.iter().map(|d| d.as_str()).collect();
         return Some(format!(
@@ -226,7 +216,7 @@ pub fn applicability_given(
             caps.deployment.as_str()
         ));
     }
-    for r in relations {
+    for r in &check.reads {
         match caps.access(r) {
             Access::Readable => {}
             Access::Refused => {

@@ -424,7 +424,7 @@ fn check_config(a: ConfigArgs) -> ExitCode {
                 ),
             };
             // What the user must be able to read; detection skips the check if it cannot.
-            let reads = crate::lint::system_relations(&c.query);
+            let reads = &c.reads;
             let runs = match c.scope {
                 crate::config::Scope::Database => format!("{runs}, per database"),
                 crate::config::Scope::Cluster => runs,

@@ -303,37 +303,59 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Reads one row of `relation` (a plain lower-case name) within `deadline`: readable,
-    /// refused (42501) or missing (42P01). Any other outcome — a lost session, a timeout, an
-    /// unexpected error — is an `Err`, never an answer (the caller must not decide on it).
-    pub async fn probe(&self, relation: &str, deadline: Duration) -> Result<Access, CheckError> {
-        if relation.is_empty()
-            || !relation
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(CheckError::new(
-                ErrorKind::Query,
-                format!("not a relation name: {relation:?}"),
-            ));
-        }
-        let sql = format!("SELECT 1 FROM {relation} LIMIT 1");
+    /// Reads one row of each of `relations` (plain lower-case names), all within `deadline`:
+    /// readable, refused (42501) or missing (42P01) each. Any other outcome — a lost session,
+    /// a timeout, an unexpected error — is an `Err`, never an answer (the caller must not
+    /// decide on it). The queries are sent at once on this session (pipelined: one round trip
+    /// for the lot; each is its own simple query, so one relation's error does not abort the
+    /// others).
+    /// A detection reads a few dozen relations; one after the other, at fleet start-up, that
+    /// chain of round trips was most of the time until a target's first checks could run.
+    pub async fn probe_all(
+        &self,
+        relations: &[&str],
+        deadline: Duration,
+    ) -> Result<Vec<Access>, CheckError> {
+        let sql: Vec<String> = relations
+            .iter()
+            .map(|relation| {
+                let plain = !relation.is_empty()
+                    && relation
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if plain {
+                    Ok(format!("SELECT 1 FROM {relation} LIMIT 1"))
+                } else {
+                    Err(CheckError::new(
+                        ErrorKind::Query,
+                        format!("not a relation name: {relation:?}"),
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()?;
         let token = self.client.cancel_token();
-        match tokio::time::timeout(deadline, self.client.simple_query(&sql)).await {
-            Ok(Ok(_)) => Ok(Access::Readable),
-            Ok(Err(e)) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                Ok(Access::Refused)
-            }
-            Ok(Err(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Access::Missing),
-            Ok(Err(e)) => Err(classify_query_error(&e)),
+        let all = futures_util::future::join_all(sql.iter().map(|q| self.client.simple_query(q)));
+        let answers = match tokio::time::timeout(deadline, all).await {
+            Ok(answers) => answers,
             Err(_) => {
                 let _ = self.target.cancel(&token).await;
-                Err(CheckError::new(
+                return Err(CheckError::new(
                     ErrorKind::Timeout,
-                    format!("probing {relation} timed out"),
-                ))
+                    format!("probing {} timed out", relations.join(", ")),
+                ));
             }
-        }
+        };
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(_) => Ok(Access::Readable),
+                Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                    Ok(Access::Refused)
+                }
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Access::Missing),
+                Err(e) => Err(classify_query_error(&e)),
+            })
+            .collect()
     }
 }
 

@@ -96,16 +96,21 @@ async fn probe(
             .ok_or_else(|| CheckError::new(ErrorKind::Timeout, "detection timed out"))
     };
     let session = target.session(left()?).await?;
+    // Two round trips: the families and the Serverless marker, then the relations the
+    // target's checks name in the families that are open (each batch pipelined).
+    let first: Vec<&str> = Family::ALL
+        .iter()
+        .map(|f| f.probe())
+        .chain([capability::SERVERLESS_MARKER])
+        .collect();
+    let answers = session.probe_all(&first, left()?).await?;
     let mut families = [Access::Missing; 3];
-    for f in Family::ALL {
-        families[f as usize] = session.probe(f.probe(), left()?).await?;
+    for (f, a) in Family::ALL.iter().zip(&answers) {
+        families[*f as usize] = *a;
     }
-    let serverless_marker = session
-        .probe(capability::SERVERLESS_MARKER, left()?)
-        .await?;
     let probes = FamilyProbes {
         families,
-        serverless_marker,
+        serverless_marker: answers[Family::ALL.len()],
     };
     let deployment = capability::deployment(&target.config.host, &probes);
     let checks: Vec<_> = {
@@ -116,10 +121,9 @@ async fn probe(
             .map(|s| s.check.clone())
             .collect()
     };
-    let mut relations = Vec::new();
-    for r in capability::relations_to_probe(checks.iter().map(|c| &**c), deployment, &probes) {
-        let a = session.probe(&r, left()?).await?;
-        relations.push((r, a));
-    }
+    let names = capability::relations_to_probe(checks.iter().map(|c| &**c), deployment, &probes);
+    let asked: Vec<&str> = names.iter().map(String::as_str).collect();
+    let answers = session.probe_all(&asked, left()?).await?;
+    let relations = names.into_iter().zip(answers);
     Ok(capability::decide(&target.config.host, &probes, relations))
 }

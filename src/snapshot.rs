@@ -267,12 +267,9 @@ impl ReloadStatus {
 /// Marks each slot of the targets `which` says with why it cannot run there, from the
 /// target's capabilities (slots of a target not yet detected are left as they are). A slot is
 /// stamped only when its applicability changes, so a re-detection or a reload that decides
-/// the same leaves the caches of what it shows alone. The system relations a check reads are
-/// worked out once per check, not once per slot: at a fleet's scale (100 targets × the pack)
-/// parsing every slot's SQL was most of a store's construction.
+/// the same leaves the caches of what it shows alone.
 fn gate(s: &mut State, which: impl Fn(usize) -> bool) {
     let generation = s.generation;
-    let mut relations: Vec<Option<Vec<String>>> = Vec::new();
     for sl in s.slots.iter_mut() {
         let ti = sl.target_index;
         if !which(ti) {
@@ -281,12 +278,7 @@ fn gate(s: &mut State, which: impl Fn(usize) -> bool) {
         let Some(caps) = &s.targets[ti].capabilities else {
             continue;
         };
-        if relations.len() <= sl.check_index {
-            relations.resize(sl.check_index + 1, None);
-        }
-        let names = relations[sl.check_index]
-            .get_or_insert_with(|| crate::lint::system_relations(&sl.check.query));
-        let why = capability::applicability_given(&sl.check, names, caps);
+        let why = capability::applicability(&sl.check, caps);
         if sl.not_applicable.as_deref() != why.as_deref() {
             sl.not_applicable = why.map(Arc::from);
             sl.changed = generation;

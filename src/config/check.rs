@@ -392,6 +392,7 @@ impl Validator<'_> {
             file: self.file.clone(),
             name,
             help,
+            reads: crate::lint::system_relations(&query),
             query,
             query_line,
             schedule,
