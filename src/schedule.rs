@@ -94,6 +94,9 @@ pub struct Runner {
     writes: TaskTracker,
     /// Set when shutdown began; no new runs start after it.
     stopping: AtomicBool,
+    /// Set once every applicable slot has run (the first round after a start or a reload),
+    /// when the heap that round left free is handed back (see [`Runner::run`]).
+    settled: AtomicBool,
     /// Detects what each target's user may read, one detection per target at a time.
     detector: Detector,
 }
@@ -161,6 +164,7 @@ impl Runner {
             runs: TaskTracker::new(),
             writes: TaskTracker::new(),
             stopping: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
         })
     }
 
@@ -245,6 +249,15 @@ impl Runner {
                 }
             };
             self.store.record_run(slot, RunRecord { started, duration, outcome: record });
+            // The first round has every slot's run in flight at once, most of them waiting
+            // for their target's pool (3,300 at 100 targets × the pack): once it is over, the
+            // heap they held is free but glibc keeps it; hand it back, once per configuration.
+            if !self.settled.load(Ordering::Acquire)
+                && self.store.ready()
+                && !self.settled.swap(true, Ordering::AcqRel)
+            {
+                crate::cli::trim_heap();
+            }
             // The user an AWS login resolved to, for the landing page (a write only on change).
             if let Some(user) = target.db_user() {
                 self.store.set_db_user(target_index, &user);

@@ -31,8 +31,12 @@ const GROUP_LINES: usize = 64;
 /// Entries per group of a data family (whose lines per entry depend on the results).
 const DATA_GROUP: usize = 16;
 
-/// A render whose scratch text was this large hands freed memory back to the system.
+/// A render whose scratch text was this large in total hands freed memory back to the system.
 const TRIM_AFTER: usize = 4 << 20;
+
+/// Slots formatted into the scratch text before it is spliced into the groups: a few hundred
+/// kB of text at the pack's ~3 kB per slot.
+const SPLICE_BATCH: usize = 256;
 
 struct Group {
     /// End offset of each entry in `text`.
@@ -164,33 +168,42 @@ impl Renderer {
         }
         let layout = self.layout.as_mut().expect("built above");
 
-        // Format the changed slots into one scratch text, then splice.
+        // Format the changed slots into a scratch text, then splice; in batches of slots,
+        // so that the first render of a fleet (every slot, ~10 MB of text) never holds all
+        // of its text twice (scratch and groups). Slots are in store order and a group holds
+        // consecutive slots of one family, so a group is spliced about once per batch it
+        // spans.
         let mut scratch = String::new();
         let mut ends = Vec::new();
         let mut updates: Vec<(u32, u32, u32, u32, u32)> = Vec::new();
-        for (i, view) in &slots {
-            let start = scratch.len();
-            ends.clear();
-            families::write_slot(view, &layout.prefixes[*i], &mut scratch, &mut ends);
-            let mut from = start;
-            for (p, &end) in ends.iter().enumerate() {
-                let (f, g, pos) = layout.parts[*i][p];
-                updates.push((f, g, pos, from as u32, end as u32));
-                from = end;
+        let mut scratch_len = 0;
+        for batch in slots.chunks(SPLICE_BATCH) {
+            scratch.clear();
+            updates.clear();
+            for (i, view) in batch {
+                let start = scratch.len();
+                ends.clear();
+                families::write_slot(view, &layout.prefixes[*i], &mut scratch, &mut ends);
+                let mut from = start;
+                for (p, &end) in ends.iter().enumerate() {
+                    let (f, g, pos) = layout.parts[*i][p];
+                    updates.push((f, g, pos, from as u32, end as u32));
+                    from = end;
+                }
             }
-        }
-        updates.sort_unstable_by_key(|u| (u.0, u.1, u.2));
-        let scratch_len = scratch.len();
-        let mut at = 0;
-        while at < updates.len() {
-            let (f, g) = (updates[at].0, updates[at].1);
-            let run = updates[at..]
-                .iter()
-                .take_while(|u| u.0 == f && u.1 == g)
-                .count();
-            layout.families[f as usize].groups[g as usize]
-                .splice(&updates[at..at + run], scratch.as_bytes());
-            at += run;
+            updates.sort_unstable_by_key(|u| (u.0, u.1, u.2));
+            scratch_len += scratch.len();
+            let mut at = 0;
+            while at < updates.len() {
+                let (f, g) = (updates[at].0, updates[at].1);
+                let run = updates[at..]
+                    .iter()
+                    .take_while(|u| u.0 == f && u.1 == g)
+                    .count();
+                layout.families[f as usize].groups[g as usize]
+                    .splice(&updates[at..at + run], scratch.as_bytes());
+                at += run;
+            }
         }
         if let Some(targets) = &targets {
             for f in layout.families.iter_mut() {
@@ -379,8 +392,9 @@ mod tests {
              [targets.b]\nhost = \"h\"\nuser = \"u\"\ndatabase = \"dev\"\ndatabases = [\"dev\", \"ops\"]\n",
         );
         // Every fourth check per database: b has two entries (dev at home, ops), their
-        // series and target_up tell them apart by `database`.
-        for i in 0..40 {
+        // series and target_up tell them apart by `database`. 130 checks: more slots than
+        // one splice batch, so batches meet inside groups.
+        for i in 0..130 {
             text.push_str(&format!(
                 "[[checks]]\nname = \"c{i}\"\nquery = \"SELECT 1\"\nlabels = [\"k\"]\nvalues = [\"v\", \"w\"]\n{}\n{}\n",
                 if i % 3 == 0 { "static_labels = { team = \"dba\" }" } else { "" },
@@ -428,8 +442,11 @@ mod tests {
                 },
             );
         };
+        assert!(slots > SPLICE_BATCH, "{slots} slots");
         for round in 0..4 {
-            for slot in (round..slots).step_by(3 + round) {
+            // Round 0 runs every slot (batches of changed slots with text); then some.
+            let step = if round == 0 { 1 } else { 3 + round };
+            for slot in (round..slots).step_by(step) {
                 run(slot, (slot * 7 + round) % 40, (slot + round) % 5 != 0);
             }
             store.record_skips(round * 2, 3);
