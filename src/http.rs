@@ -214,17 +214,22 @@ fn metrics(web: &Web, req: &Request<Incoming>) -> Response<Body> {
     if accepts_gzip(req.headers()) {
         builder
             .header(header::CONTENT_ENCODING, "gzip")
-            .body(Body::new(live.exposition.render_gzip_parts_as(format)))
+            .body(Body::scrape(live.exposition.gzip_scrape_as(format)))
     } else {
-        builder.body(Body::new(live.exposition.render_parts_as(format)))
+        builder.body(Body::scrape(live.exposition.scrape_as(format)))
     }
     .expect("static response parts are valid")
 }
 
 /// A response body of ready chunks with an exact length (so hyper sends `Content-Length`
-/// and writes the chunks with one vectored write where it can).
+/// and writes the chunks with one vectored write where it can): its own chunks, then a run
+/// of shared ones walked in place (a scrape's cached chunks, never copied into the body),
+/// then its own last chunk.
 pub struct Body {
     chunks: std::collections::VecDeque<Bytes>,
+    /// The shared run and the index of its next chunk.
+    shared: Option<(Arc<[Bytes]>, usize)>,
+    tail: Option<Bytes>,
     remaining: u64,
 }
 
@@ -233,7 +238,39 @@ impl Body {
         let chunks: std::collections::VecDeque<Bytes> =
             chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Body { chunks, remaining }
+        Body {
+            chunks,
+            shared: None,
+            tail: None,
+            remaining,
+        }
+    }
+
+    fn scrape(s: crate::exposition::Scrape) -> Self {
+        let remaining = s.chunks().map(|c| c.len() as u64).sum();
+        Body {
+            chunks: s.head.into_iter().filter(|c| !c.is_empty()).collect(),
+            shared: Some((s.shared, 0)),
+            tail: s.tail.filter(|c| !c.is_empty()),
+            remaining,
+        }
+    }
+
+    /// The next non-empty chunk, taken off the body.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(c) = self.chunks.pop_front() {
+            return Some(c);
+        }
+        if let Some((run, at)) = &mut self.shared {
+            while let Some(c) = run.get(*at) {
+                *at += 1;
+                if !c.is_empty() {
+                    return Some(c.clone());
+                }
+            }
+            self.shared = None;
+        }
+        self.tail.take()
     }
 }
 
@@ -261,7 +298,7 @@ impl hyper::body::Body for Body {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        let chunk = self.chunks.pop_front();
+        let chunk = self.next_chunk();
         if let Some(c) = &chunk {
             self.remaining -= c.len() as u64;
         }
@@ -269,7 +306,7 @@ impl hyper::body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.remaining == 0
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {

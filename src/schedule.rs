@@ -130,14 +130,6 @@ impl SlotClock {
 }
 
 impl Runner {
-    /// A runner whose targets are not probed when down (for `once` and tests).
-    pub fn new(config: Arc<Config>, targets: Vec<Arc<Target>>, store: Arc<Store>) -> Arc<Self> {
-        let n = store.read().slots.len();
-        let health = targets.iter().map(|_| Health::new(false)).collect();
-        let archiver = Archiver::from_config(&config);
-        Self::with_parts(config, targets, health, store, vec![None; n], archiver)
-    }
-
     /// A runner with the given per-target health (carried with the pools on reload), the
     /// clocks of slots carried over from a previous runner (`None`: a new slot, due at once)
     /// and an archiver built by the caller (one that shares the daemon's archive gauges and

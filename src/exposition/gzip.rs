@@ -4,6 +4,8 @@
 //! Byte-level deflate/CRC work only; it knows nothing about metrics or about when the prefix
 //! is rebuilt ([`super::cache`]).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 #[cfg(test)]
 use bytes::BytesMut;
@@ -15,8 +17,9 @@ use bytes::BytesMut;
 /// client can read it, for the cost of compressing a few kilobytes per scrape.
 pub(super) struct Gzipped {
     /// The gzip header and the deflate blocks, as chunks sent one after the other (shared
-    /// with other scrapes and other generations: a changed group replaces only its chunk).
-    pub(super) prefix: Vec<Bytes>,
+    /// with other scrapes and other generations: a changed group replaces only its chunk;
+    /// a scrape's body holds the list, not a copy of it).
+    pub(super) prefix: Arc<[Bytes]>,
     crc: crc32fast::Hasher,
     len: usize,
 }
@@ -31,7 +34,7 @@ impl Gzipped {
         let mut crc = crc32fast::Hasher::new();
         crc.update(plain);
         Gzipped {
-            prefix: vec![Bytes::from(out)],
+            prefix: Arc::from([Bytes::from(out)]),
             crc,
             len: plain.len(),
         }
@@ -48,7 +51,7 @@ impl Gzipped {
             len += f.len;
         }
         Gzipped {
-            prefix,
+            prefix: prefix.into(),
             crc: crc32fast::Hasher::new_with_initial_len(crc, len),
             len: len as usize,
         }

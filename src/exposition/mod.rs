@@ -32,6 +32,27 @@ use format::{EOF, header};
 pub use format::{Format, OpenMetricsVersion};
 use process::{process_start_time, write_process};
 
+/// One scrape's body, in order: its own `head`, the `shared` run of cached chunks and its own
+/// `tail`. The cached run is the cache's list itself (an `Arc`), so a scrape of a fleet holds
+/// one pointer to its thousands of chunks instead of a copy of the list (at 100 targets ×
+/// the pack: ~3,000 chunks, 96 kB per plain response in flight, and as many reference counts
+/// moved per scrape).
+pub struct Scrape {
+    pub head: Option<Bytes>,
+    pub shared: Arc<[Bytes]>,
+    pub tail: Option<Bytes>,
+}
+
+impl Scrape {
+    /// Every chunk, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        self.head
+            .iter()
+            .chain(self.shared.iter())
+            .chain(self.tail.iter())
+    }
+}
+
 /// Content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -114,14 +135,32 @@ impl Exposition {
 
     /// [`Exposition::render_parts`] in `format` (OpenMetrics: with `# EOF` last).
     pub fn render_parts_as(&self, format: Format) -> Vec<Bytes> {
-        let cached = self.cache.plain(&self.store, format.index());
-        let mut out = Vec::with_capacity(cached.len() + 2);
-        out.push(self.dynamic_part(format));
-        out.extend(cached.iter().cloned());
-        if format != Format::Text {
-            out.push(Bytes::from_static(EOF));
+        self.scrape_as(format).chunks().cloned().collect()
+    }
+
+    /// One plain scrape in `format`, as [`Scrape`]: the per-scrape part, the cached chunks
+    /// (the list itself shared, not copied) and for OpenMetrics `# EOF`.
+    pub fn scrape_as(&self, format: Format) -> Scrape {
+        Scrape {
+            head: Some(self.dynamic_part(format)),
+            shared: self.cache.plain(&self.store, format.index()),
+            tail: (format != Format::Text).then(|| Bytes::from_static(EOF)),
         }
-        out
+    }
+
+    /// One gzip scrape in `format`, as [`Scrape`]: the cached compressed groups (the list
+    /// shared) and the per-scrape deflate blocks with the trailer.
+    pub fn gzip_scrape_as(&self, format: Format) -> Scrape {
+        let cached = self.cache.gzip(&self.store, format.index());
+        let mut dynamic = BytesMut::from(&self.dynamic_part(format)[..]);
+        if format != Format::Text {
+            dynamic.extend_from_slice(EOF);
+        }
+        Scrape {
+            head: None,
+            tail: Some(cached.finish_tail(&dynamic)),
+            shared: cached.prefix.clone(),
+        }
     }
 
     /// The full exposition, gzip-compressed. The snapshot part is compressed per changed
@@ -145,15 +184,7 @@ impl Exposition {
     /// [`Exposition::render_gzip_parts`] in `format` (the per-scrape part, and for
     /// OpenMetrics `# EOF`, are the last blocks of the stream).
     pub fn render_gzip_parts_as(&self, format: Format) -> Vec<Bytes> {
-        let cached = self.cache.gzip(&self.store, format.index());
-        let mut dynamic = BytesMut::from(&self.dynamic_part(format)[..]);
-        if format != Format::Text {
-            dynamic.extend_from_slice(EOF);
-        }
-        let mut out = Vec::with_capacity(cached.prefix.len() + 1);
-        out.extend(cached.prefix.iter().cloned());
-        out.push(cached.finish_tail(&dynamic));
-        out
+        self.gzip_scrape_as(format).chunks().cloned().collect()
     }
 
     /// What changes on every scrape: pool gauges, reload status, `process_*`. Written by
