@@ -309,6 +309,7 @@ impl Session<'_> {
     /// decide on it). The queries are sent at once on this session (pipelined: one round trip
     /// for the lot; each is its own simple query, so one relation's error does not abort the
     /// others).
+    ///
     /// A detection reads a few dozen relations; one after the other, at fleet start-up, that
     /// chain of round trips was most of the time until a target's first checks could run.
     pub async fn probe_all(
