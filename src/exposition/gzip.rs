@@ -66,23 +66,64 @@ impl Gzipped {
 
     /// What follows the cached prefix: `tail` as final deflate blocks, then the trailer.
     pub(super) fn finish_tail(&self, tail: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(tail.len() / 2 + 64);
-        let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
-        deflate(&mut c, tail, &mut out, flate2::FlushCompress::Finish);
         let mut crc = self.crc.clone();
         crc.update(tail);
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        let mut trailer = [0u8; 8];
+        trailer[..4].copy_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE is the length modulo 2^32 (RFC 1952).
-        out.extend_from_slice(&((self.len + tail.len()) as u32).to_le_bytes());
-        Bytes::from(out)
+        trailer[4..].copy_from_slice(&((self.len + tail.len()) as u32).to_le_bytes());
+        Bytes::from(compressed(tail, flate2::FlushCompress::Finish, &trailer))
     }
 }
 
 /// ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
-/// Deflate level of fragments: each is compressed again whenever its text changes.
-const FRAGMENT_LEVEL: u32 = 1;
+/// Deflate level of fragments and of each scrape's tail: each is compressed again whenever
+/// its text changes (or per scrape), so speed matters more than the last few percent.
+const LEVEL: u32 = 1;
+
+/// A compressor and an output buffer, reused: see [`DEFLATER`].
+struct Deflater {
+    c: flate2::Compress,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    /// This thread's compressor and output buffer, reset before each use. miniz_oxide's
+    /// state is about 300 kB, and the output of a text is not known before it is compressed:
+    /// a fresh compressor and a grown-then-shrunk buffer per fragment and per scrape
+    /// allocated and freed that much dozens of times per gzip scrape, and under scrape load
+    /// the freed blocks stayed in the heap as holes (RSS grew by several MB over what is
+    /// cached). One per runtime thread is a fixed cost; each result is copied out at its
+    /// exact size.
+    static DEFLATER: std::cell::RefCell<Deflater> = std::cell::RefCell::new(Deflater {
+        c: flate2::Compress::new(flate2::Compression::new(LEVEL), false),
+        out: Vec::new(),
+    });
+}
+
+/// Buffers larger than this are not kept between uses (the first render of a large text).
+const KEEP_OUT: usize = 256 * 1024;
+
+/// `input` compressed by this thread's compressor, reset (the same state as a fresh one: no
+/// dictionary, nothing pending, so the output refers to nothing before its input) and
+/// flushed as asked, then `suffix`, as one exact-size buffer.
+fn compressed(input: &[u8], flush: flate2::FlushCompress, suffix: &[u8]) -> Vec<u8> {
+    DEFLATER.with(|d| {
+        let mut d = d.borrow_mut();
+        let Deflater { c, out } = &mut *d;
+        c.reset();
+        out.clear();
+        deflate(c, input, out, flush);
+        out.extend_from_slice(suffix);
+        let exact = out.to_vec();
+        if out.capacity() > KEEP_OUT {
+            *out = Vec::new();
+        }
+        exact
+    })
+}
 
 /// Some text compressed on its own: deflate blocks from a fresh compressor ended with a sync
 /// flush (byte-aligned, not final, no reference outside the text), so fragments concatenate
@@ -98,12 +139,8 @@ pub(super) struct Fragment {
 
 impl Fragment {
     pub(super) fn new(text: &[u8]) -> Self {
-        let mut out = Vec::with_capacity(text.len() / 6 + 64);
-        let mut c = flate2::Compress::new(flate2::Compression::new(FRAGMENT_LEVEL), false);
-        deflate(&mut c, text, &mut out, flate2::FlushCompress::Sync);
-        out.shrink_to_fit();
         Fragment {
-            data: Bytes::from(out),
+            data: Bytes::from(compressed(text, flate2::FlushCompress::Sync, &[])),
             crc: crc32fast::hash(text),
             len: text.len() as u64,
             shift: x8nmodp(text.len() as u64),
