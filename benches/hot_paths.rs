@@ -216,7 +216,13 @@ fn pages(c: &mut Criterion) {
     use redshift_exporter::http::page::{self, Landing};
     // CPU per page view, printed besides criterion's wall-clock figures: only the view is
     // timed, not the runs recorded between views.
+    // PAGE_FIGURES=0 leaves them out (when counting instructions of one benchmark under
+    // callgrind, the figures' own views would be counted with it).
+    let figures = std::env::var("PAGE_FIGURES").map_or(true, |v| v != "0");
     for (name, alerting) in [("healthy", false), ("all alerting", true)] {
+        if !figures {
+            break;
+        }
         let (cfg, store) = fleet(100, alerting);
         let runs = runs(&store);
         let exposition =

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::attention::SlotView;
+use super::attention::{Links, SlotView};
 use super::html::now;
-use super::landing::{Links, Part, card, end, slot_lists, start};
-use crate::snapshot::{Carry, Store, TargetState};
+use super::landing::{Part, card, end, slot_lists, start};
+use crate::snapshot::{Carry, State, Store, TargetState};
 
 /// `/` for one store: see the module's documentation.
 pub struct Landing {
@@ -66,10 +66,14 @@ struct Section {
 }
 
 impl Landing {
+    /// The cache of `store`, with what is fixed for it (each target's slots, the links,
+    /// the end of the page) worked out now, when the store is made, not at its first view.
     pub fn new(store: Arc<Store>) -> Self {
+        let mut inner = Inner::default();
+        inner.shape(&store.read());
         Landing {
             store,
-            inner: Mutex::default(),
+            inner: Mutex::new(inner),
         }
     }
 
@@ -104,10 +108,11 @@ impl Landing {
         if old.store.read().page_detail != self.store.read().page_detail {
             return;
         }
-        let (parts, links) = {
+        let parts = {
             let mut o = old.inner.lock().unwrap_or_else(|e| e.into_inner());
-            let taken = (std::mem::take(&mut o.parts), std::mem::take(&mut o.links));
-            // Not viewed yet, as far as the next view knows; the counts go on.
+            let taken = std::mem::take(&mut o.parts);
+            // Not viewed yet, as far as the next view knows (its shape is worked out again
+            // then); the counts go on.
             *o = Inner {
                 worked: o.worked,
                 rendered: o.rendered,
@@ -120,7 +125,7 @@ impl Landing {
             return;
         }
         // The same slots in the same order (the file re-read, labels or thresholds of other
-        // checks changed): the parts stay where they are and the links are the same names.
+        // checks changed): the parts stay where they are.
         let identity = slots.len() == parts.len()
             && slots
                 .iter()
@@ -160,9 +165,6 @@ impl Landing {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.parts = parts;
         inner.parts_at = parts_at;
-        if identity {
-            inner.links = links;
-        }
     }
 
     /// How many slot parts were worked out since this cache was made.
@@ -180,32 +182,36 @@ impl Landing {
 }
 
 impl Inner {
+    /// What is fixed for the store `st` holds: each target's slots, the links and the end
+    /// of the page, and a placeholder section per target. The parts are dropped unless there
+    /// is one per slot (carried over a reload: [`Landing::carry_from`]).
+    fn shape(&mut self, st: &State) {
+        self.lists = slot_lists(st);
+        self.links = Links::of(st);
+        self.sections = (0..st.targets.len())
+            .map(|_| Section {
+                at: 0,
+                html: Bytes::new(),
+            })
+            .collect();
+        if self.parts.len() != st.slots.len() {
+            self.parts = Vec::new();
+            self.parts_at = vec![0; st.slots.len()];
+        }
+        let mut e = String::new();
+        end(&mut e, st.targets.is_empty());
+        self.end = Bytes::from(e);
+    }
+
     /// Brings every section to the store's generation, rendering only stale ones.
     fn update(&mut self, store: &Store) {
         if self.generation != 0 && store.generation() == self.generation {
             return;
         }
-        let (generation, detail, stale, views) = {
+        let (generation, detail, stale, views, first) = {
             let st = store.read();
-            if self.generation == 0 || self.sections.len() != st.targets.len() {
-                self.lists = slot_lists(&st);
-                self.sections = (0..st.targets.len())
-                    .map(|_| Section {
-                        at: 0,
-                        html: Bytes::new(),
-                    })
-                    .collect();
-                // Parts and links carried over a reload are kept (`Landing::carry_from`).
-                if self.parts.len() != st.slots.len() {
-                    self.parts = Vec::new();
-                    self.parts_at = vec![0; st.slots.len()];
-                }
-                if self.links.len() != st.slots.len() {
-                    self.links = Links::of(&st);
-                }
-                let mut e = String::new();
-                end(&mut e, st.targets.is_empty());
-                self.end = Bytes::from(e);
+            if self.sections.len() != st.targets.len() || self.links.len() != st.slots.len() {
+                self.shape(&st);
             }
             let mut stamps: Vec<u64> = st.targets.iter().map(|t| t.changed).collect();
             for s in &st.slots {
@@ -215,10 +221,15 @@ impl Inner {
             let indices: Vec<usize> = (0..stamps.len())
                 .filter(|&t| stamps[t] > self.sections[t].at)
                 .collect();
-            // Only the slots that changed since their part was worked out are cloned.
+            // The first view clones every slot's view straight into its part (worked out
+            // below, in place); later views only the slots that changed since their part
+            // was worked out.
+            let first = self.parts.len() != st.slots.len();
             let mut views: Vec<(usize, SlotView)> = Vec::new();
-            if self.parts.len() != st.slots.len() {
-                views.extend(st.slots.iter().map(SlotView::of).enumerate());
+            if first {
+                self.parts = (st.slots.iter())
+                    .map(|s| Part::unworked(SlotView::of(s)))
+                    .collect();
             } else {
                 for &t in &indices {
                     for &i in &self.lists[t] {
@@ -232,16 +243,20 @@ impl Inner {
                 .iter()
                 .map(|&t| (t, st.targets[t].clone()))
                 .collect();
-            (st.generation, st.page_detail, targets, views)
+            (st.generation, st.page_detail, targets, views, first)
         };
         // The lock is released: format.
-        self.worked += views.len() as u64;
-        if self.parts.len() != self.parts_at.len() {
-            self.parts = views.into_iter().map(|(_, v)| Part::of(v)).collect();
+        let mut scratch = Vec::new();
+        if first {
+            for p in &mut self.parts {
+                p.work_out(&mut scratch);
+            }
+            self.worked += self.parts.len() as u64;
             self.parts_at.fill(generation);
         } else {
+            self.worked += views.len() as u64;
             for (i, view) in views {
-                self.parts[i] = Part::of(view);
+                self.parts[i] = Part::of(view, &mut scratch);
                 self.parts_at[i] = generation;
             }
         }
@@ -255,7 +270,12 @@ impl Inner {
         } = self;
         for (t, target) in stale {
             let list = &lists[t];
-            let mut h = String::with_capacity(2 * 1024 + 64 * list.len());
+            // The last render's size (a section changes little between renders), else a
+            // guess that fits a target of the pack with a few findings.
+            let mut h = String::with_capacity(match sections[t].html.len() {
+                0 => 4 * 1024 + 128 * list.len(),
+                n => n + 1024,
+            });
             card(&mut h, &target, parts, list, links, detail);
             sections[t] = Section {
                 at: generation,

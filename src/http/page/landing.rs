@@ -10,10 +10,8 @@
 
 use std::fmt::Write as _;
 
-use super::attention::{
-    Found, Mark, SlotView, findings, item_html, mark, push_check_link, safe_name,
-};
-use super::html::{footer, head, nav, now, push_esc, utc};
+use super::attention::{Found, Links, Mark, SlotView, findings, item_html, mark};
+use super::html::{footer, head, nav, now, push_esc, push_int, utc};
 use crate::config::PageDetail;
 use crate::snapshot::{State, Store, TargetState};
 
@@ -27,13 +25,14 @@ pub const ATTENTION_ITEMS: usize = 10;
 /// slots ran again does this work for that slot only.
 pub(super) struct Part {
     pub view: SlotView,
-    /// What needs attention on the slot, in [`findings`] order.
-    found: Vec<Found>,
+    /// What needs attention on the slot, in [`findings`] order (boxed at its exact size:
+    /// the first view makes one per slot).
+    found: Box<[Found]>,
     mark: Mark,
     /// `found[i]` as a list entry, rendered the first time a section lists it (at most
     /// [`ATTENTION_ITEMS`] per section are listed, so most findings are never rendered);
     /// empty until then.
-    html: Vec<Option<Box<str>>>,
+    html: Box<[Option<Box<str>>]>,
 }
 
 impl Part {
@@ -42,22 +41,28 @@ impl Part {
     pub fn unworked(view: SlotView) -> Self {
         Part {
             view,
-            found: Vec::new(),
+            found: Box::default(),
             mark: Mark::Pending,
-            html: Vec::new(),
+            html: Box::default(),
         }
     }
 
-    pub fn of(view: SlotView) -> Self {
-        let mut found = Vec::new();
-        findings(&view, &mut found);
-        let mark = mark(&view, &found);
-        Part {
-            html: Vec::new(),
-            view,
-            found,
-            mark,
-        }
+    /// The part of `view`, worked out.
+    pub fn of(view: SlotView, scratch: &mut Vec<Found>) -> Self {
+        let mut p = Part::unworked(view);
+        p.work_out(scratch);
+        p
+    }
+
+    /// Works out the findings and the mark of this part's view (dropping any listed HTML);
+    /// `scratch` is reused between parts (one allocation per part that has findings, none
+    /// for the others).
+    pub fn work_out(&mut self, scratch: &mut Vec<Found>) {
+        scratch.clear();
+        findings(&self.view, scratch);
+        self.mark = mark(&self.view, scratch);
+        self.found = scratch.as_slice().into();
+        self.html = Box::default();
     }
 }
 
@@ -75,7 +80,10 @@ pub fn landing(store: &Store) -> String {
             st.page_detail,
         )
     };
-    let mut parts: Vec<Part> = views.into_iter().map(Part::of).collect();
+    let mut scratch = Vec::new();
+    let mut parts: Vec<Part> = (views.into_iter())
+        .map(|v| Part::of(v, &mut scratch))
+        .collect();
     let mut h = String::with_capacity(16 * 1024 + 6 * 1024 * targets.len());
     start(&mut h, now());
     for (t, list) in targets.iter().zip(&lists) {
@@ -92,51 +100,6 @@ pub(super) fn slot_lists(st: &State) -> Vec<Vec<usize>> {
         lists[s.target_index].push(i);
     }
     lists
-}
-
-/// Each slot's link tail ([`push_check_link`]), in slot order, in one buffer: fixed for a
-/// store, so built once (one allocation, each name made HTML-safe once, not once per slot).
-#[derive(Default)]
-pub(super) struct Links {
-    text: String,
-    /// Where each slot's tail ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl Links {
-    pub fn of(st: &State) -> Self {
-        let targets: Vec<String> = st.targets.iter().map(|t| safe_name(&t.name)).collect();
-        let mut checks: Vec<Option<String>> = Vec::new();
-        let mut links = Links {
-            text: String::with_capacity(st.slots.len() * 64),
-            ends: Vec::with_capacity(st.slots.len()),
-        };
-        for s in &st.slots {
-            if checks.len() <= s.check_index {
-                checks.resize(s.check_index + 1, None);
-            }
-            let check = checks[s.check_index].get_or_insert_with(|| safe_name(&s.check.name));
-            push_check_link(
-                &mut links.text,
-                check,
-                &targets[s.target_index],
-                s.database.as_deref(),
-            );
-            links.ends.push(links.text.len());
-        }
-        links
-    }
-
-    /// How many slots it has a tail for.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Slot `i`'s link tail.
-    pub fn get(&self, i: usize) -> &str {
-        let from = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[from..self.ends[i]]
-    }
 }
 
 /// The page up to the first target's section: the only part that changes with every view.
@@ -232,7 +195,8 @@ pub(super) fn card(
     h.push_str("</p>");
 
     // What needs attention, worst first (a stable sort: slot order within a rank).
-    let mut items: Vec<(u8, usize, usize)> = Vec::new();
+    let mut items: Vec<(u8, usize, usize)> =
+        Vec::with_capacity(list.iter().map(|&i| parts[i].found.len()).sum());
     let (mut ok, mut warn, mut crit, mut failed, mut pending, mut applicable) = (0, 0, 0, 0, 0, 0);
     for &i in list {
         let p = &parts[i];
@@ -268,14 +232,17 @@ pub(super) fn card(
         for &(_, i, f) in items.iter().take(ATTENTION_ITEMS) {
             let p = &mut parts[i];
             if p.html.is_empty() {
-                p.html.resize(p.found.len(), None);
+                p.html = vec![None; p.found.len()].into_boxed_slice();
             }
-            let html = p.html[f].get_or_insert_with(|| {
-                let mut one = String::with_capacity(160);
-                item_html(&mut one, &p.view, &p.found[f], detail, Some(links.get(i)));
-                one.into_boxed_str()
-            });
-            h.push_str(html);
+            match &p.html[f] {
+                Some(html) => h.push_str(html),
+                // Written in place, then kept at its exact size for the next render.
+                None => {
+                    let from = h.len();
+                    item_html(h, &p.view, &p.found[f], detail, Some((links, i)));
+                    p.html[f] = Some(h[from..].into());
+                }
+            }
         }
         h.push_str("</ul>");
         if items.len() > ATTENTION_ITEMS {
@@ -288,18 +255,29 @@ pub(super) fn card(
     }
 
     // Every check that applies here, marked with its worst state.
-    let _ = write!(
-        h,
-        "<details class=\"checks\"{}><summary>{applicable} checks: {ok} ok, {crit} crit, {warn} warn, {failed} failed, {pending} pending</summary><p class=\"checks\">",
-        if failed > 0 { " open" } else { "" },
-    );
+    h.push_str(if failed > 0 {
+        "<details class=\"checks\" open><summary>"
+    } else {
+        "<details class=\"checks\"><summary>"
+    });
+    for (n, what) in [
+        (applicable, " checks: "),
+        (ok, " ok, "),
+        (crit, " crit, "),
+        (warn, " warn, "),
+        (failed, " failed, "),
+        (pending, " pending</summary><p class=\"checks\">"),
+    ] {
+        push_int(h, n);
+        h.push_str(what);
+    }
     for &i in list {
         let p = &parts[i];
         if p.view.not_applicable.is_none() {
             h.push_str("<a class=\"");
             h.push_str(p.mark.as_str());
             h.push('"');
-            h.push_str(links.get(i));
+            links.push(h, i);
         }
     }
     h.push_str("</p></details>");
@@ -328,7 +306,7 @@ pub(super) fn card(
                 last = Some(why);
             }
             h.push_str("<a");
-            h.push_str(links.get(i));
+            links.push(h, i);
         }
         h.push_str("</li></ul></details>");
     }
