@@ -8,10 +8,11 @@
 //! under the store's read lock, formatted after it is released — and spliced into their
 //! groups; the other entries' bytes are copied from the old group text. A plain scrape is the
 //! list of non-empty groups (shared `Bytes`, never copied), headers in front of each non-empty
-//! family. gzip: each group is compressed on its own (a fresh compressor, ended with a sync
-//! flush: a run of byte-aligned, non-final deflate blocks that refer to nothing outside the
-//! group), only when it changed; a gzip scrape splices the groups' blocks after one gzip header,
-//! CRCs combined ([`super::gzip`]), and appends the per-scrape blocks and the trailer.
+//! family. gzip: each group is compressed on its own (a compressor reset to its fresh state,
+//! ended with a sync flush: a run of byte-aligned, non-final deflate blocks that refer to
+//! nothing outside the group), only when it changed; a gzip scrape splices the groups'
+//! blocks after one gzip header, CRCs combined ([`super::gzip`]), and appends the per-scrape
+//! blocks and the trailer.
 //!
 //! It decides *when* and *what part* to render; *what the text is* is [`super::families`].
 

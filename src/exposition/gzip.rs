@@ -12,7 +12,7 @@ use bytes::BytesMut;
 
 /// The start of a gzip member: header plus deflate blocks of `plain`, ended with a sync flush
 /// (byte-aligned, not final), and the running CRC. [`Gzipped::finish`] appends the per-scrape
-/// bytes as further deflate blocks from a fresh compressor (which refers back to nothing before
+/// bytes as further deflate blocks from a reset compressor (which refers back to nothing before
 /// its own input) with the final-block flag, then the trailer: one valid gzip member, so every
 /// client can read it, for the cost of compressing a few kilobytes per scrape.
 pub(super) struct Gzipped {
@@ -125,7 +125,7 @@ fn compressed(input: &[u8], flush: flate2::FlushCompress, suffix: &[u8]) -> Vec<
     })
 }
 
-/// Some text compressed on its own: deflate blocks from a fresh compressor ended with a sync
+/// Some text compressed on its own: deflate blocks from a reset compressor ended with a sync
 /// flush (byte-aligned, not final, no reference outside the text), so fragments concatenate
 /// into one deflate stream; with the text's CRC-32 and length.
 pub(super) struct Fragment {
