@@ -187,24 +187,33 @@ recovery() {
 }
 # --- 4. archive: a large result streamed to CSV -----------------------------------------------------------
 archive_scenario() {
+    # Best of ARCHIVE_RUNS (default 3) alternating runs of each side: one run of each moved the ratio from
+    # 0.75 to 1.33 on this shared box, since a second of work is at the mercy of whatever else runs then.
     query="SELECT g AS id, 'row ' || g AS name, g * 1.5 AS v, TIMESTAMPTZ '2026-01-01 00:00:00+00' + g * INTERVAL '1 second' AS ts FROM generate_series(1, $ROWS) g"
-    t0=$(now)
-    psql "$pg/bench" -XqAt -c "COPY ($query) TO STDOUT WITH CSV HEADER" >"$work/copy.csv"
-    t1=$(now)
-    copy_rps=$(calc "round($ROWS / ($t1 - $t0))")
-    mkdir -p "$work/archive"
     check "big" "$query" '["id"]' '["v"]' | config "$work/big.toml" 2 10000 "$work/archive"
-    exporter "$work/big.toml"
-    wait_for '/^redshift_exporter_archive_files_total\{/ && $2 == 1 {print "yes"}' 300
-    m=$(metrics)
-    big_hwm=$(status_kb "$epid" VmHWM)
-    stop_exporter
-    big_dur=$(awk '/^redshift_exporter_check_duration_seconds\{/ {print $2}' <<<"$m")
+    local copy_s="" big_dur="" big_hwm=0 m="" r
+    for r in $(seq 1 "${ARCHIVE_RUNS:-3}"); do
+        t0=$(now)
+        psql "$pg/bench" -XqAt -c "COPY ($query) TO STDOUT WITH CSV HEADER" >"$work/copy.csv"
+        t1=$(now)
+        local s; s=$(calc "$t1 - $t0")
+        [[ -z $copy_s ]] || (($(calc "int($s < $copy_s)"))) && copy_s=$s
+        rm -rf "$work/archive"; mkdir -p "$work/archive"
+        exporter "$work/big.toml"
+        wait_for '/^redshift_exporter_archive_files_total\{/ && $2 == 1 {print "yes"}' 300
+        local mm; mm=$(metrics)
+        local hwm; hwm=$(status_kb "$epid" VmHWM)
+        stop_exporter
+        ((hwm > big_hwm)) && big_hwm=$hwm
+        local d; d=$(awk '/^redshift_exporter_check_duration_seconds\{/ {print $2}' <<<"$mm")
+        if [[ -z $big_dur ]] || (($(calc "int($d < $big_dur)"))); then big_dur=$d; m=$mm; fi
+    done
+    copy_rps=$(calc "round($ROWS / $copy_s)")
     big_series=$(grep -c '^bench_big_v{' <<<"$m" || true)
     csv_lines=$(find "$work/archive" -name '*.csv' -exec cat {} + | wc -l)
     ex_rps_rows=$(calc "round($ROWS / $big_dur)")
-    row "archive $ROWS rows -> CSV: rows/s" "$ex_rps_rows" "psql COPY $copy_rps" "$(calc "round($ex_rps_rows/$copy_rps, 2)")" "CSV lines $csv_lines; series on /metrics $big_series (cap 10000)"
-    row "  peak RSS while streaming" "$((big_hwm / 1024)).$((big_hwm % 1024 * 10 / 1024)) MB" "" "" "target <= 64 MB"
+    row "archive $ROWS rows -> CSV: rows/s" "$ex_rps_rows" "psql COPY $copy_rps" "$(calc "round($ex_rps_rows/$copy_rps, 2)")" "best of ${ARCHIVE_RUNS:-3} each; CSV lines $csv_lines; series on /metrics $big_series (cap 10000)"
+    row "  peak RSS while streaming" "$((big_hwm / 1024)).$((big_hwm % 1024 * 10 / 1024)) MB" "" "" "target <= 64 MB (highest of the runs)"
 }
 
 if [[ $ONLY == archive ]]; then archive_scenario; table; exit 0; fi
