@@ -6,6 +6,7 @@
 #   bash bench/run.sh recovery   # only the recovery scenario (about 30 s)
 #   bash bench/run.sh fleet      # only the fleet scenario (FLEET_N targets x the shipped pack, about 1.5 min)
 #   bash bench/run.sh archive    # only the archive scenario (ROWS rows to CSV next to psql COPY, about 15 s)
+#   bash bench/run.sh pack       # only the shipped pack's idle RSS (and BIN_ALL's: a build with every feature)
 #   bash bench/run.sh --smoke    # every scenario for a second or two: keeps the script working;
 #                                # the figures mean nothing and nothing ever fails on a timing
 #
@@ -23,6 +24,7 @@ ONLY=
 [[ ${1:-} == recovery ]] && ONLY=recovery
 [[ ${1:-} == fleet ]] && ONLY=fleet
 [[ ${1:-} == archive ]] && ONLY=archive
+[[ ${1:-} == pack ]] && ONLY=pack
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if ((SMOKE)); then WRK_S=1; IDLE_S=1; CPU_S=3; ROWS=20000; FLEET_N=${FLEET_N:-5}; else WRK_S=10; IDLE_S=12; CPU_S=10; ROWS=1000000; FLEET_N=${FLEET_N:-100}; fi
 
@@ -216,7 +218,34 @@ archive_scenario() {
     row "  peak RSS while streaming" "$((big_hwm / 1024)).$((big_hwm % 1024 * 10 / 1024)) MB" "" "" "target <= 64 MB (highest of the runs)"
 }
 
+# pack_idle LABEL TARGET: the shipped pack against the provisioned emulation with "$BIN", idle RSS after one scrape.
+pack_idle() {
+    mkdir -p "$work/pack-archive"
+    sed -e 's/^sslmode = "require"/sslmode = "disable"/' -e "s|^archive_dir = \"archive\"|archive_dir = \"$work/pack-archive\"|" "$here/checks.toml" >"$work/pack.toml"
+    REDSHIFT_HOST=127.0.0.1 REDSHIFT_PORT=$pgport REDSHIFT_DATABASE=redshift_provisioned REDSHIFT_USER=postgres REDSHIFT_PASSWORD= exporter "$work/pack.toml"
+    until curl -sf "http://$eaddr/-/ready" >/dev/null; do sleep 0.05; done
+    sleep "$IDLE_S"
+    metrics >/dev/null
+    local pack_rss pack_hwm pack_threads
+    pack_rss=$(status_kb "$epid" VmRSS)
+    pack_hwm=$(status_kb "$epid" VmHWM)
+    pack_threads=$(status_kb "$epid" Threads)
+    stop_exporter
+    row "$1" "$((pack_rss / 1024)).$((pack_rss % 1024 * 10 / 1024)) MB" "" "" "target <= $2 MB; peak $((pack_hwm / 1024)).$((pack_hwm % 1024 * 10 / 1024)) MB, $pack_threads threads"
+}
+pack_scenario() {
+    pack_idle "RSS idle, shipped pack (provisioned emulation)" 8
+    # BIN_ALL: a build with every cargo feature (cargo build --release --all-features), measured the same way.
+    if [[ -n ${BIN_ALL:-} ]]; then
+        default_bin=$BIN
+        BIN=$BIN_ALL
+        pack_idle "  the same, every cargo feature on" 12
+        BIN=$default_bin
+    fi
+}
+
 if [[ $ONLY == archive ]]; then archive_scenario; table; exit 0; fi
+if [[ $ONLY == pack ]]; then pack_scenario; table; exit 0; fi
 [[ $ONLY == fleet ]] || recovery
 if [[ $ONLY == recovery ]]; then table; exit 0; fi
 
@@ -373,17 +402,7 @@ row "  gzip p99" "${exz_p99} ms" "nginx ${ngz_p99} ms" "$(calc "round($exz_p99/$
 row "RSS 10k series: idle / peak under load" "$((idle_scrape_kb / 1024)).$((idle_scrape_kb % 1024 * 10 / 1024)) / $((load_hwm_kb / 1024)).$((load_hwm_kb % 1024 * 10 / 1024)) MB" "" "" "target peak <= 24 MB (after load: $((load_rss_kb / 1024)) MB)"
 
 # --- 3. memory: the shipped pack, idle --------------------------------------------------------------------
-mkdir -p "$work/pack-archive"
-sed -e 's/^sslmode = "require"/sslmode = "disable"/' -e "s|^archive_dir = \"archive\"|archive_dir = \"$work/pack-archive\"|" "$here/checks.toml" >"$work/pack.toml"
-REDSHIFT_HOST=127.0.0.1 REDSHIFT_PORT=$pgport REDSHIFT_DATABASE=redshift_provisioned REDSHIFT_USER=postgres REDSHIFT_PASSWORD= exporter "$work/pack.toml"
-until curl -sf "http://$eaddr/-/ready" >/dev/null; do sleep 0.05; done
-sleep "$IDLE_S"
-metrics >/dev/null
-pack_rss=$(status_kb "$epid" VmRSS)
-pack_hwm=$(status_kb "$epid" VmHWM)
-pack_threads=$(status_kb "$epid" Threads)
-stop_exporter
-row "RSS idle, shipped pack (provisioned emulation)" "$((pack_rss / 1024)).$((pack_rss % 1024 * 10 / 1024)) MB" "" "" "target <= 8 MB; peak $((pack_hwm / 1024)).$((pack_hwm % 1024 * 10 / 1024)) MB, $pack_threads threads"
+pack_scenario
 
 archive_scenario
 
