@@ -199,7 +199,7 @@ archive_scenario() {
         psql "$pg/bench" -XqAt -c "COPY ($query) TO STDOUT WITH CSV HEADER" >"$work/copy.csv"
         t1=$(now)
         local s; s=$(calc "$t1 - $t0")
-        [[ -z $copy_s ]] || (($(calc "int($s < $copy_s)"))) && copy_s=$s
+        if [[ -z $copy_s ]] || (($(calc "int($s < $copy_s)"))); then copy_s=$s; fi
         rm -rf "$work/archive"; mkdir -p "$work/archive"
         exporter "$work/big.toml"
         wait_for '/^redshift_exporter_archive_files_total\{/ && $2 == 1 {print "yes"}' 300
@@ -237,7 +237,7 @@ pack_scenario() {
     pack_idle "RSS idle, shipped pack (provisioned emulation)" 8
     # BIN_ALL: a build with every cargo feature (cargo build --release --all-features), measured the same way.
     if [[ -n ${BIN_ALL:-} ]]; then
-        default_bin=$BIN
+        local default_bin=$BIN
         BIN=$BIN_ALL
         pack_idle "  the same, every cargo feature on" 12
         BIN=$default_bin

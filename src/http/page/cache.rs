@@ -10,8 +10,9 @@
 //! configuration's part cannot change within a store: a reload builds a new store, and with
 //! it (`http::Live`) a new cache, which takes over the old one's slot parts of the slots the
 //! reload kept ([`Landing::carry_from`]), so the first view after a reload works out only the
-//! slots that changed. The cache holds one section and one part per slot of its store and
-//! nothing else, so it is bounded by the live targets.
+//! slots that changed. The cache holds one section per target and one part, one link and
+//! one list entry per slot of its store and nothing else, so it is bounded by the live
+//! targets.
 //!
 //! Under the store's read lock: a generation check, one pass over the stamps, and `Arc` clones
 //! of what the stale sections show; the formatting happens after the lock is released. A view
