@@ -271,6 +271,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_compressor_refers_to_nothing_before_its_input() {
+        // The same text twice on one thread: had the compressor kept its window, the second
+        // fragment would be back-references into the first, and it could not stand alone or
+        // after another group (the cache splices groups in any combination).
+        let text: String = (0..400).map(|i| format!("m{{a=\"{i}\"}} {i}\n")).collect();
+        let other = Fragment::new(b"other_family 1\n");
+        let first = Fragment::new(text.as_bytes());
+        let second = Fragment::new(text.as_bytes());
+        assert_eq!(first.data, second.data, "the same state for the same text");
+        for frags in [vec![&second], vec![&other, &second]] {
+            let gz = Gzipped::from_fragments(&frags).finish(b"");
+            let mut out = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut out)
+                .unwrap();
+            let expected = if frags.len() == 1 {
+                text.clone()
+            } else {
+                format!("other_family 1\n{text}")
+            };
+            assert!(out == expected);
+        }
+    }
+
+    #[test]
     fn spliced_gzip_is_one_valid_member() {
         let big: String = (0..20_000)
             .map(|i| format!("metric_{}{{a=\"{i}\"}} {i}\n", i % 7))
