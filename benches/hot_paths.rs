@@ -288,7 +288,7 @@ fn pages(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("page");
     for (name, alerting) in [("healthy", false), ("all_alerting", true)] {
-        let (_, store) = fleet(100, alerting);
+        let (cfg, store) = fleet(100, alerting);
         let runs = runs(&store);
         let exposition =
             Exposition::new(store.clone(), Vec::new(), Arc::new(ReloadStatus::default()));
@@ -323,6 +323,29 @@ fn pages(c: &mut Criterion) {
                 })
             },
         );
+        // The first view after a reload that kept every slot (the same file re-read): the
+        // new store's cache takes the old one's parts over. Store and cache are made outside
+        // the timing; each reload is of the one before, as in the daemon.
+        let plan = redshift_exporter::reload::plan(&cfg, &cfg);
+        let mut chain = (store.clone(), Landing::new(store.clone()));
+        chain.1.render();
+        g.bench_function(format!("landing_after_reload_100_targets_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let next = Arc::new(Store::new(&cfg));
+                    next.adopt(&chain.0, &plan.targets, &plan.slots);
+                    next.regate();
+                    let fresh = Landing::new(next.clone());
+                    fresh.carry_from(&chain.1, &plan.slots);
+                    let t0 = std::time::Instant::now();
+                    black_box(fresh.render());
+                    total += t0.elapsed();
+                    chain = (next, fresh);
+                }
+                total
+            })
+        });
         // A view of a busy fleet: one slot on every target ran again since the last view,
         // so every section is rendered again (from the kept parts of the other slots).
         g.bench_function(

@@ -15,6 +15,10 @@ use std::hash::BuildHasherDefault;
 use crate::config::CheckConfig;
 use crate::rows::Row;
 
+mod crossing;
+
+pub use crossing::Crossing;
+
 /// A query result in text form, as the archive and the sampler both need it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultSet {
@@ -86,6 +90,9 @@ pub struct Samples {
     pub errors: [u64; SampleError::COUNT],
     /// The first rows as text, for the check's HTML page; the store moves it into the slot.
     pub preview: Option<Preview>,
+    /// The values beyond their column's threshold (the configuration of the check that made
+    /// these samples: a reload that changes a threshold does not keep a slot's samples).
+    pub crossings: Vec<Crossing>,
 }
 
 /// Rows kept for the check page: at most this many (the CSV's first rows).
@@ -329,8 +336,9 @@ impl<'c> Sampler<'c> {
         self.out.rows.push(SampleRow { labels, values });
     }
 
-    /// The samples so far.
-    pub fn finish(self) -> Samples {
+    /// The samples so far, with their threshold crossings.
+    pub fn finish(mut self) -> Samples {
+        self.out.crossings = crossing::crossings(self.check, &self.out.rows);
         self.out
     }
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use super::html::{push_esc, push_name, push_value};
-use crate::config::{CheckConfig, Level, PageDetail};
-use crate::sample::Samples;
+use crate::config::{CheckConfig, Level, PageDetail, ValueSpec};
+use crate::sample::{Crossing, Samples};
 use crate::snapshot::{Slot, State, Status};
 
 /// What the pages show of one slot: `Arc` clones and the small status, taken under the
@@ -51,27 +51,26 @@ impl SlotView {
     }
 }
 
-/// One thing that needs attention on a slot: owned and small (no borrow of the slot), so the
-/// landing page's cache can keep a slot's findings until the slot changes.
+/// One thing that needs attention on a slot: small and owned (no borrow of the slot).
 #[derive(Clone, Copy)]
-pub(super) struct Found {
-    /// Crit before errors before warn.
-    pub rank: u8,
-    pub kind: Kind,
-}
-
-#[derive(Clone, Copy)]
-pub(super) enum Kind {
+pub(super) enum Found {
     /// The last run failed.
     Failed,
-    /// Value `value` of sample row `row` is beyond `threshold`.
-    Beyond {
-        value: usize,
-        row: usize,
-        level: Level,
-        threshold: f64,
-        v: f64,
-    },
+    /// A value of the last run is beyond a threshold.
+    Beyond(Crossing),
+}
+
+impl Found {
+    /// Crit before errors before warn.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Found::Beyond(Crossing {
+                level: Level::Crit, ..
+            }) => 0,
+            Found::Failed => 1,
+            Found::Beyond(_) => 2,
+        }
+    }
 }
 
 /// The worst state of a slot: the class of its link and what the list of checks counts.
@@ -98,72 +97,56 @@ impl Mark {
     }
 }
 
+/// The threshold crossings of one slot's last successful run (worked out when its samples
+/// were made: `sample::Crossing`); none when the last run failed.
+pub(super) fn crossings(slot: &SlotView) -> &[Crossing] {
+    match &slot.samples {
+        Some(samples) if slot.status.success => &samples.crossings,
+        _ => &[],
+    }
+}
+
+/// Whether the slot's last run failed (and the check applies).
+fn failed(slot: &SlotView) -> bool {
+    slot.status.ran && !slot.status.success && slot.not_applicable.is_none()
+}
+
 /// Everything that needs attention on one slot, in order: its failure, then its threshold
-/// crossings (row by row within each value column).
-pub(super) fn findings(slot: &SlotView, out: &mut Vec<Found>) {
-    out.extend(failure(slot));
-    crossings(slot, out);
+/// crossings (row by row within each value column). Read from the slot, not collected.
+pub(super) fn findings(slot: &SlotView) -> impl Iterator<Item = Found> + '_ {
+    (failed(slot).then_some(Found::Failed).into_iter())
+        .chain(crossings(slot).iter().copied().map(Found::Beyond))
 }
 
-/// The threshold crossings of one slot's last successful run.
-pub(super) fn crossings(slot: &SlotView, out: &mut Vec<Found>) {
-    if !slot.status.success {
-        return;
-    }
-    let Some(samples) = &slot.samples else {
-        return;
-    };
-    for (vi, spec) in slot.check.values.iter().enumerate() {
-        if spec.thresholds.is_empty() {
-            continue;
-        }
-        for (ri, row) in samples.rows.iter().enumerate() {
-            let Some(v) = row.values.get(vi).copied().flatten() else {
-                continue;
-            };
-            if let Some((level, threshold)) = spec.thresholds.level(v) {
-                out.push(Found {
-                    rank: if level == Level::Crit { 0 } else { 2 },
-                    kind: Kind::Beyond {
-                        value: vi,
-                        row: ri,
-                        level,
-                        threshold,
-                        v,
-                    },
-                });
-            }
-        }
+/// How many [`findings`] the slot has.
+pub(super) fn finding_count(slot: &SlotView) -> usize {
+    usize::from(failed(slot)) + crossings(slot).len()
+}
+
+/// Finding `f` of [`findings`], if there is one.
+pub(super) fn finding(slot: &SlotView, f: usize) -> Option<Found> {
+    match (failed(slot), f) {
+        (true, 0) => Some(Found::Failed),
+        (true, f) => crossings(slot).get(f - 1).copied().map(Found::Beyond),
+        (false, f) => crossings(slot).get(f).copied().map(Found::Beyond),
     }
 }
 
-/// The failure of one slot's last run, if it failed.
-fn failure(slot: &SlotView) -> Option<Found> {
-    let failed = slot.status.ran && !slot.status.success && slot.not_applicable.is_none();
-    failed.then_some(Found {
-        rank: 1,
-        kind: Kind::Failed,
-    })
-}
-
-/// The mark of a slot from its findings: pending before its first run, else the worst.
-pub(super) fn mark(slot: &SlotView, found: &[Found]) -> Mark {
+/// The mark of a slot: pending before its first run, else its worst finding's.
+pub(super) fn mark(slot: &SlotView) -> Mark {
     if !slot.status.ran {
         return Mark::Pending;
     }
-    match found.iter().map(|i| i.rank).min() {
-        Some(0) => Mark::Crit,
-        Some(1) => Mark::Fail,
-        Some(_) => Mark::Warn,
-        None => Mark::Ok,
+    let c = crossings(slot);
+    if c.iter().any(|c| c.level == Level::Crit) {
+        Mark::Crit
+    } else if failed(slot) {
+        Mark::Fail
+    } else if !c.is_empty() {
+        Mark::Warn
+    } else {
+        Mark::Ok
     }
-}
-
-/// `name` as [`push_name`] writes it (for [`Links`]).
-fn safe_name(name: &str) -> String {
-    let mut h = String::with_capacity(name.len());
-    push_name(&mut h, name);
-    h
 }
 
 /// Each slot's link to its check page, from the ` href` on:
@@ -171,82 +154,122 @@ fn safe_name(name: &str) -> String {
 /// [`push_name`]); a per-database check's is `checks/{check}/{target}@{database}` with
 /// ` @database` after its name, so the same check on two databases of one target never
 /// shares a link. Relative, so it works under a path prefix. `<a` or `<a class="…"` goes
-/// before it.
+/// before it. And the end of each listed threshold crossing, which only the configuration
+/// decides.
 ///
-/// Fixed for a store, so worked out when its page cache is made. What differs per check is
-/// written once per check (the text before and after the target's name), each target's name
-/// once, and a slot keeps which of them it links to: a link is three copies of short, hot
-/// strings, and 3,300 slots cost about 100 kB instead of 300 kB of link text.
+/// Fixed for a store, so worked out when its page cache is made, and written per view with
+/// one copy each: the first view of a fleet writes a link for every applicable slot and one
+/// per listed finding (4,300 at 100 targets × the pack), and three short copies per link
+/// were a tenth of that view. All links are one string (about 230 kB at 3,300 slots), so
+/// they cost 2 allocations, not one per slot.
 #[derive(Default)]
 pub(super) struct Links {
-    /// Per check index: its HTML-safe name, ` href="checks/{check}/` and `">{check}</a> `.
-    checks: Vec<(String, String, String)>,
-    targets: Vec<String>,
-    /// Per slot, in store order: its check's and target's index into the names above, and
-    /// its database (per-database checks).
-    slots: Vec<(u32, u32, Option<Arc<str>>)>,
+    /// Every slot's link text, in store order.
+    text: String,
+    /// Where slot `i`'s link starts in `text`; it ends where slot `i + 1`'s starts (one
+    /// entry more than slots).
+    at: Vec<u32>,
+    /// Per slot: its check's index into `ends`.
+    check: Vec<u32>,
+    /// Per check index, per value column, at `[warn, crit]`: what a listed crossing of that
+    /// threshold ends with (from [`push_end`]); empty for a level the column has no
+    /// threshold for.
+    ends: Vec<Vec<[Box<str>; 2]>>,
 }
 
 impl Links {
     pub fn of(st: &State) -> Self {
-        let mut checks: Vec<(String, String, String)> = Vec::new();
+        let mut text = String::with_capacity(st.slots.len() * 72);
+        let mut at = Vec::with_capacity(st.slots.len() + 1);
+        let mut ends: Vec<Vec<[Box<str>; 2]>> = Vec::new();
         for s in &st.slots {
-            if checks.len() <= s.check_index {
-                checks.resize(s.check_index + 1, Default::default());
+            at.push(text.len() as u32);
+            push_link(&mut text, &s.check.name, &s.target, s.database.as_deref());
+            if ends.len() <= s.check_index {
+                ends.resize(s.check_index + 1, Vec::new());
             }
-            let c = &mut checks[s.check_index];
-            if c.0.is_empty() {
-                let name = safe_name(&s.check.name);
-                *c = (
-                    format!(" href=\"checks/{name}/"),
-                    format!("\">{name}</a> "),
-                    name,
-                );
+            if ends[s.check_index].is_empty() {
+                ends[s.check_index] = (s.check.values.iter())
+                    .map(|spec| {
+                        let t = spec.thresholds;
+                        [(Level::Warn, t.warn), (Level::Crit, t.crit)].map(|(l, t)| {
+                            let mut h = String::new();
+                            if let Some(t) = t {
+                                push_end(&mut h, l, spec, t);
+                            }
+                            h.into_boxed_str()
+                        })
+                    })
+                    .collect();
             }
         }
+        at.push(text.len() as u32);
         Links {
-            checks,
-            targets: st.targets.iter().map(|t| safe_name(&t.name)).collect(),
-            slots: (st.slots.iter())
-                .map(|s| {
-                    (
-                        s.check_index as u32,
-                        s.target_index as u32,
-                        s.database.clone(),
-                    )
-                })
-                .collect(),
+            text,
+            at,
+            check: st.slots.iter().map(|s| s.check_index as u32).collect(),
+            ends,
         }
     }
 
     /// How many slots it has a link for.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.check.len()
     }
 
     /// Writes slot `i`'s link, from the ` href` on.
     pub fn push(&self, h: &mut String, i: usize) {
-        let (c, t, db) = &self.slots[i];
-        let (before, after, name) = &self.checks[*c as usize];
-        h.push_str(before);
-        h.push_str(&self.targets[*t as usize]);
-        match db {
-            None => h.push_str(after),
-            Some(db) => {
-                h.push('@');
-                push_esc(h, db);
-                h.push_str("\">");
-                h.push_str(name);
-                h.push_str(" <span class=\"muted\">@");
-                push_esc(h, db);
-                h.push_str("</span></a> ");
-            }
+        h.push_str(&self.text[self.at[i] as usize..self.at[i + 1] as usize]);
+    }
+
+    /// The end of a listed crossing of value column `value` at `level` on slot `i`.
+    fn end(&self, i: usize, value: usize, level: Level) -> Option<&str> {
+        let ends = self.ends.get(self.check[i] as usize)?.get(value)?;
+        let end = &ends[usize::from(level == Level::Crit)];
+        (!end.is_empty()).then_some(&**end)
+    }
+}
+
+/// A link's text from the ` href` on (see [`Links`]).
+fn push_link(h: &mut String, check: &str, target: &str, db: Option<&str>) {
+    h.push_str(" href=\"checks/");
+    push_name(h, check);
+    h.push('/');
+    push_name(h, target);
+    match db {
+        None => {
+            h.push_str("\">");
+            push_name(h, check);
+            h.push_str("</a> ");
+        }
+        Some(db) => {
+            h.push('@');
+            push_esc(h, db);
+            h.push_str("\">");
+            push_name(h, check);
+            h.push_str(" <span class=\"muted\">@");
+            push_esc(h, db);
+            h.push_str("</span></a> ");
         }
     }
 }
 
+/// What a listed crossing of `threshold` at `level` ends with, after its value:
+/// `</b> <span class="muted">(crit &gt; 90 %)</span></li>`.
+fn push_end(h: &mut String, level: Level, spec: &ValueSpec, threshold: f64) {
+    h.push_str("</b> <span class=\"muted\">(");
+    h.push_str(level.as_str());
+    h.push_str(if spec.thresholds.below {
+        " &lt; "
+    } else {
+        " &gt; "
+    });
+    push_value(h, &spec.metric, threshold);
+    h.push_str(")</span></li>");
+}
+
 /// One finding of `slot` as a list entry; `link` (the links and the slot's index in them)
-/// prefixes it with a link to the check page.
+/// prefixes it with a link to the check page, and gives the end of a crossing ready-made.
 pub(super) fn item_html(
     h: &mut String,
     slot: &SlotView,
@@ -254,24 +277,19 @@ pub(super) fn item_html(
     detail: PageDetail,
     link: Option<(&Links, usize)>,
 ) {
-    let (class, badge) = match i.kind {
-        Kind::Failed => ("fail", "error"),
-        Kind::Beyond { level, .. } => (
-            if level == Level::Crit { "crit" } else { "warn" },
-            level.as_str(),
-        ),
-    };
-    h.push_str("<li><span class=\"badge ");
-    h.push_str(class);
-    h.push_str("\">");
-    h.push_str(badge);
-    h.push_str("</span> ");
+    h.push_str(match i {
+        Found::Failed => "<li><span class=\"badge fail\">error</span> ",
+        Found::Beyond(Crossing {
+            level: Level::Crit, ..
+        }) => "<li><span class=\"badge crit\">crit</span> ",
+        Found::Beyond(_) => "<li><span class=\"badge warn\">warn</span> ",
+    });
     if let Some((links, at)) = link {
         h.push_str("<a");
         links.push(h, at);
     }
-    match i.kind {
-        Kind::Failed => {
+    match *i {
+        Found::Failed => {
             let e = slot.status.last_error.as_ref();
             h.push_str("failed: <b>");
             h.push_str(e.map(|e| e.kind.as_str()).unwrap_or("error"));
@@ -281,30 +299,38 @@ pub(super) fn item_html(
                 push_esc(h, &e.message);
                 h.push_str("</span>");
             }
+            h.push_str("</li>");
         }
-        Kind::Beyond {
-            value,
-            row,
-            threshold,
-            v,
-            ..
-        } => {
-            let spec = &slot.check.values[value];
-            let labels = slot
-                .samples
-                .as_ref()
-                .and_then(|s| s.rows.get(row))
-                .map(|r| r.labels.as_slice())
-                .unwrap_or_default();
+        Found::Beyond(Crossing { row, value, level }) => {
+            let (row, value) = (row as usize, value as usize);
+            // The samples were made by this check (a reload that changes a check does not
+            // keep its slots' samples), so the column is there; an empty entry if not.
+            let Some(spec) = slot.check.values.get(value) else {
+                h.push_str("</li>");
+                return;
+            };
+            let row = slot.samples.as_ref().and_then(|s| s.rows.get(row));
+            let labels = row.map(|r| r.labels.as_slice()).unwrap_or_default();
+            let v = row
+                .and_then(|r| r.values.get(value).copied().flatten())
+                .unwrap_or(f64::NAN);
+            let t = &spec.thresholds;
+            let threshold = match level {
+                Level::Crit => t.crit,
+                Level::Warn => t.warn,
+            }
+            .unwrap_or(f64::NAN);
+            // Metric and label names are validated as Prometheus names (`config::names`):
+            // nothing in them to escape. Label values come from the database: escaped.
             h.push_str("<code>");
-            push_esc(h, &spec.metric);
+            h.push_str(&spec.metric);
             if !labels.is_empty() {
                 h.push('{');
                 for (n, (k, l)) in slot.check.labels.iter().zip(labels).enumerate() {
                     if n > 0 {
                         h.push_str(", ");
                     }
-                    push_esc(h, k);
+                    h.push_str(k);
                     h.push_str("=\"");
                     push_esc(h, l);
                     h.push('"');
@@ -313,18 +339,12 @@ pub(super) fn item_html(
             }
             h.push_str("</code> = <b>");
             push_value(h, &spec.metric, v);
-            h.push_str("</b> <span class=\"muted\">(");
-            h.push_str(badge);
-            h.push_str(if spec.thresholds.below {
-                " &lt; "
-            } else {
-                " &gt; "
-            });
-            push_value(h, &spec.metric, threshold);
-            h.push_str(")</span>");
+            match link.and_then(|(links, at)| links.end(at, value, level)) {
+                Some(end) => h.push_str(end),
+                None => push_end(h, level, spec, threshold),
+            }
         }
     }
-    h.push_str("</li>");
 }
 
 /// The slot's state as a badge: skipped, pending, ok or error.

@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use super::attention::{Links, SlotView};
 use super::html::now;
-use super::landing::{Part, card, end, slot_lists, start};
+use super::landing::{Listed, Part, Reuse, card, end, slot_lists, start};
 use crate::snapshot::{Carry, State, Store, TargetState};
 
 /// `/` for one store: see the module's documentation.
@@ -57,6 +57,9 @@ struct Inner {
     rendered: u64,
     /// Slot parts worked out so far (what the tests count: only changed slots are).
     worked: u64,
+    /// Listed findings copied from an earlier render instead of written (what the tests
+    /// count).
+    copied: u64,
 }
 
 /// One target's section and the generation it was rendered at.
@@ -64,6 +67,21 @@ struct Section {
     /// Valid while no stamp of the target or its slots is above this.
     at: u64,
     html: Bytes,
+    /// What the next render of the section may copy instead of writing it again.
+    listing: Listing,
+}
+
+/// The findings a section listed and where their HTML is: the next render copies those
+/// whose part was not worked out again since. Writing a listed finding costs about ten
+/// times copying it, and a section lists up to [`super::landing::ATTENTION_ITEMS`].
+#[derive(Default)]
+struct Listing {
+    listed: Vec<Listed>,
+    /// The HTML the ranges of `listed` are in: the section's own, or after a reload the old
+    /// store's section of the same target (carried by [`Landing::carry_from`]).
+    html: Bytes,
+    /// An entry is valid while its slot's part was worked out at or before this generation.
+    valid_at: u64,
 }
 
 impl Landing {
@@ -96,7 +114,8 @@ impl Landing {
     /// parts of the slots the reload kept (`slots[new] == Carry::Unchanged(old)`: the same
     /// check on the same target, its state copied by `Store::adopt`), so the first view after
     /// the reload works out only the slots that did change. The sections are rendered again
-    /// (the links, the targets and the page's detail level may have changed).
+    /// (the links, the targets and the page's detail level may have changed), copying what
+    /// the old sections listed of the kept slots.
     ///
     /// `old` is left as a cache that has not been viewed yet: a request still holding the old
     /// state renders it whole, correctly. A part is carried only if it shows what the new
@@ -109,14 +128,18 @@ impl Landing {
         if old.store.read().page_detail != self.store.read().page_detail {
             return;
         }
-        let parts = {
+        let (parts, old_sections) = {
             let mut o = old.inner.lock().unwrap_or_else(|e| e.into_inner());
-            let taken = std::mem::take(&mut o.parts);
+            let taken = (
+                std::mem::take(&mut o.parts),
+                std::mem::take(&mut o.sections),
+            );
             // Not viewed yet, as far as the next view knows (its shape is worked out again
             // then); the counts go on.
             *o = Inner {
                 worked: o.worked,
                 rendered: o.rendered,
+                copied: o.copied,
                 ..Inner::default()
             };
             taken
@@ -125,6 +148,7 @@ impl Landing {
         if parts.is_empty() || slots.len() != st.slots.len() {
             return;
         }
+        let old_len = parts.len();
         // The same slots in the same order (the file re-read, labels or thresholds of other
         // checks changed): the parts stay where they are.
         let identity = slots.len() == parts.len()
@@ -163,14 +187,63 @@ impl Landing {
                 })
                 .collect()
         };
+        // The findings the old sections listed, for the first view to copy where their part
+        // was carried: the same slot shows the same HTML (the same check, target and
+        // database make the same link, and the detail level is the same). All the kept
+        // slots of a new target were slots of the old target of that name.
+        let mut to_new = vec![None; old_len];
+        for (ni, c) in slots.iter().enumerate() {
+            if let Carry::Unchanged(oi) = *c {
+                if let Some(n) = to_new.get_mut(oi) {
+                    *n = Some(ni);
+                }
+            }
+        }
+        let mut listings: Vec<Listing> =
+            (0..st.targets.len()).map(|_| Listing::default()).collect();
+        for os in old_sections {
+            let Listing { listed, html, .. } = os.listing;
+            for l in listed {
+                let Some(ni) = to_new.get(l.slot as usize).copied().flatten() else {
+                    continue;
+                };
+                if parts_at[ni] == 0 {
+                    continue;
+                }
+                let to = &mut listings[st.slots[ni].target_index];
+                if to.listed.is_empty() {
+                    to.html = html.clone();
+                } else if to.html.as_ptr() != html.as_ptr() {
+                    continue;
+                }
+                to.listed.push(Listed {
+                    slot: ni as u32,
+                    ..l
+                });
+            }
+        }
+        for l in &mut listings {
+            l.valid_at = st.generation;
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.parts = parts;
         inner.parts_at = parts_at;
+        if inner.sections.len() == listings.len() {
+            for (s, l) in inner.sections.iter_mut().zip(listings) {
+                s.listing = l;
+            }
+        }
     }
 
     /// How many slot parts were worked out since this cache was made.
     pub fn slots_worked_out(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).worked
+    }
+
+    /// How many listed findings were copied from an earlier render since this cache was
+    /// made (instead of written again).
+    pub fn findings_copied(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).copied
     }
 
     /// How many target sections were rendered since this cache was made.
@@ -193,6 +266,7 @@ impl Inner {
             .map(|_| Section {
                 at: 0,
                 html: Bytes::new(),
+                listing: Listing::default(),
             })
             .collect();
         if self.parts.len() != st.slots.len() {
@@ -247,17 +321,16 @@ impl Inner {
             (st.generation, st.page_detail, targets, views, first)
         };
         // The lock is released: format.
-        let mut scratch = Vec::new();
         if first {
             for p in &mut self.parts {
-                p.work_out(&mut scratch);
+                p.work_out();
             }
             self.worked += self.parts.len() as u64;
             self.parts_at.fill(generation);
         } else {
             self.worked += views.len() as u64;
             for (i, view) in views {
-                self.parts[i] = Part::of(view, &mut scratch);
+                self.parts[i] = Part::of(view);
                 self.parts_at[i] = generation;
             }
         }
@@ -265,10 +338,13 @@ impl Inner {
             lists,
             sections,
             parts,
+            parts_at,
             links,
             rendered,
+            copied,
             ..
         } = self;
+        let mut kept: Vec<Listed> = Vec::new();
         for (t, target) in stale {
             let list = &lists[t];
             // The last render's size (a section changes little between renders), else a
@@ -277,10 +353,35 @@ impl Inner {
                 0 => 4 * 1024 + 128 * list.len(),
                 n => n + 1024,
             });
-            card(&mut h, &target, parts, list, links, detail);
+            // What the last render listed of parts that are still the same (a part worked
+            // out since is stamped after it).
+            let old = std::mem::take(&mut sections[t].listing);
+            kept.clear();
+            kept.extend((old.listed.iter()).filter(|l| parts_at[l.slot as usize] <= old.valid_at));
+            let reuse = Reuse {
+                listed: &kept,
+                html: &old.html,
+            };
+            let mut listed = old.listed;
+            *copied += card(
+                &mut h,
+                &target,
+                parts,
+                list,
+                links,
+                detail,
+                reuse,
+                &mut listed,
+            ) as u64;
+            let html = Bytes::from(h);
             sections[t] = Section {
                 at: generation,
-                html: Bytes::from(h),
+                html: html.clone(),
+                listing: Listing {
+                    listed,
+                    html,
+                    valid_at: generation,
+                },
             };
             *rendered += 1;
         }
@@ -399,6 +500,21 @@ mod tests {
             text(&new[1])
         );
 
+        // Another run on b, of the other check: b is rendered again, and its listed finding,
+        // whose part did not change, is copied from the last render, not written again.
+        run(&cfg, &store, 1, 1, 0.0);
+        let copied = cache.findings_copied();
+        let view = cache.render();
+        assert_eq!(cache.sections_rendered(), 5);
+        assert_eq!(cache.findings_copied(), copied + 1);
+        assert!(text(&sections(&view)[1]).contains("<b>0.95</b>"));
+        // The same slot beyond the threshold by another value: written, not copied.
+        run(&cfg, &store, 0, 1, 0.96);
+        let view = cache.render();
+        assert_eq!(cache.findings_copied(), copied + 1);
+        assert!(text(&sections(&view)[1]).contains("<b>0.96</b>"));
+        assert!(!text(&sections(&view)[1]).contains("<b>0.95</b>"));
+
         // A failed run on c (a slot stamp and the target's `up`).
         store.record_run(
             slot(1, 2),
@@ -409,24 +525,24 @@ mod tests {
             },
         );
         let view = cache.render();
-        assert_eq!(cache.sections_rendered(), 5);
+        assert_eq!(cache.sections_rendered(), 7);
         assert!(text(&sections(&view)[2]).contains("relation does not exist"));
 
         // A slot-only stamp (a skipped run) on a: its section is checked and rendered again.
         store.record_skips(slot(1, 0), 1);
         cache.render();
-        assert_eq!(cache.sections_rendered(), 6);
+        assert_eq!(cache.sections_rendered(), 8);
 
         // The AWS database user: stamped once, shown; the same user again changes nothing.
         store.set_db_user(0, "IAM:exporter");
         let view = cache.render();
-        assert_eq!(cache.sections_rendered(), 7);
+        assert_eq!(cache.sections_rendered(), 9);
         assert!(text(&sections(&view)[0]).contains("database user (AWS) <b>IAM:exporter</b>"));
         let generation = store.generation();
         store.set_db_user(0, "IAM:exporter");
         assert_eq!(store.generation(), generation, "no write for the same user");
         cache.render();
-        assert_eq!(cache.sections_rendered(), 7);
+        assert_eq!(cache.sections_rendered(), 9);
 
         // The cached page is the uncached page.
         let cached: Vec<u8> = cache.render().iter().flat_map(|b| b.to_vec()).collect();
@@ -445,11 +561,22 @@ mod tests {
         let before = cache.render();
         assert!(text(&sections(&before)[0]).contains("<b>0.95</b>"));
 
-        // The same checks and targets with a higher threshold: nothing crosses it any more.
+        // The same checks and targets with a higher threshold: the reload keeps only the
+        // counters of `disk`'s slots (their samples' crossings were worked out under the old
+        // threshold), so nothing is listed until they run again; `queue`'s are kept.
         let new_cfg = config(0.99);
+        let plan = crate::reload::plan(&cfg, &new_cfg);
+        assert_eq!(
+            plan.slots,
+            [0, 1, 2]
+                .map(Carry::Counters)
+                .into_iter()
+                .chain([3, 4, 5].map(Carry::Unchanged))
+                .collect::<Vec<_>>()
+        );
+        let targets = plan.targets.clone();
+        let slots = plan.slots.clone();
         let next = Arc::new(Store::new(&new_cfg));
-        let targets: Vec<Option<usize>> = (0..3).map(Some).collect();
-        let slots: Vec<Carry> = (0..6).map(Carry::Unchanged).collect();
         next.adopt(&store, &targets, &slots);
         next.regate();
         let cache = Landing::new(next.clone());
@@ -464,6 +591,12 @@ mod tests {
             text(&sections(&after)[1]).contains("IAM:exporter"),
             "an unchanged target keeps its user"
         );
+        // Runs under the new threshold: 0.95 is below it, 0.995 beyond.
+        run(&new_cfg, &next, 0, 0, 0.95);
+        run(&new_cfg, &next, 0, 1, 0.995);
+        let view = cache.render();
+        assert!(!text(&sections(&view)[0]).contains("Needs attention"));
+        assert!(text(&sections(&view)[1]).contains("<b>0.995</b>"));
 
         // A changed target starts without the old user.
         let fresh = Arc::new(Store::new(&new_cfg));
@@ -495,6 +628,11 @@ mod tests {
         let (next, carried) = reload(&store, &cache, &cfg);
         let view: Vec<u8> = carried.render().iter().flat_map(|b| b.to_vec()).collect();
         assert_eq!(carried.slots_worked_out(), 0, "every part was carried");
+        assert_eq!(
+            carried.findings_copied(),
+            1,
+            "the listed finding is copied from the old store's section"
+        );
         assert_eq!(carried.sections_rendered(), 3, "the sections are new");
         let view = String::from_utf8(view).expect("UTF-8");
         assert!(
@@ -518,9 +656,14 @@ mod tests {
         // A run between the reload and the first view: that slot's carried part no longer
         // shows it, so it alone is worked out.
         let (next, carried) = reload(&store, &cache, &cfg);
-        run(&cfg, &next, 0, 1, 0.97);
+        run(&cfg, &next, 0, 0, 0.97);
         let view: Vec<u8> = carried.render().iter().flat_map(|b| b.to_vec()).collect();
         assert_eq!(carried.slots_worked_out(), 1);
+        assert_eq!(
+            carried.findings_copied(),
+            0,
+            "a finding of a slot that ran since the reload is written again"
+        );
         assert!(
             String::from_utf8(view)
                 .expect("UTF-8")

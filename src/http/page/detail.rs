@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::attention::{SlotView, crossings, item_html, status_badge};
+use super::attention::{Found, SlotView, crossings, item_html, status_badge};
 use super::html::{ago, esc, footer, head, nav, now, push_esc, utc, value_text};
 use crate::config::{PageDetail, ValueSpec, is_check_name, is_identifier};
 use crate::snapshot::Store;
@@ -126,9 +126,12 @@ pub fn check_page(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut items = Vec::new();
-    crossings(&view, &mut items);
-    items.sort_by_key(|i| i.rank);
+    let mut items: Vec<Found> = crossings(&view)
+        .iter()
+        .copied()
+        .map(Found::Beyond)
+        .collect();
+    items.sort_by_key(Found::rank);
     if !items.is_empty() {
         h.push_str("<h3>Beyond a threshold</h3><ul class=\"att\">");
         for i in &items {

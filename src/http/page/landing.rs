@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::attention::{Found, Links, Mark, SlotView, findings, item_html, mark};
+use super::attention::{Links, Mark, SlotView, finding, finding_count, findings, item_html, mark};
 use super::html::{footer, head, nav, now, push_esc, push_int, utc};
 use crate::config::PageDetail;
 use crate::snapshot::{State, Store, TargetState};
@@ -20,49 +20,48 @@ use crate::snapshot::{State, Store, TargetState};
 pub const ATTENTION_ITEMS: usize = 10;
 
 /// What a section shows of one slot, worked out once per change of the slot: its view, its
-/// findings and its mark, and the HTML of those findings that a section has listed so far.
-/// The landing page's cache keeps one per slot, so a section re-rendered because one of its
-/// slots ran again does this work for that slot only.
+/// findings and its mark. The landing page's cache keeps one per slot, so a section
+/// re-rendered because one of its slots ran again does this work for that slot only.
 pub(super) struct Part {
     pub view: SlotView,
-    /// What needs attention on the slot, in [`findings`] order (boxed at its exact size:
-    /// the first view makes one per slot).
-    found: Box<[Found]>,
+    /// The worst of its findings (or pending).
     mark: Mark,
-    /// `found[i]` as a list entry, rendered the first time a section lists it (at most
-    /// [`ATTENTION_ITEMS`] per section are listed, so most findings are never rendered);
-    /// empty until then.
-    html: Box<[Option<Box<str>>]>,
+}
+
+/// A finding a section lists, and where its HTML is in the section: the next render of the
+/// section copies it from there while the finding's part is the same (at most
+/// [`ATTENTION_ITEMS`] per section, so a few bytes each instead of a string per finding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Listed {
+    /// The slot (index into the store's slots) and its finding (index into its part's).
+    pub slot: u32,
+    pub found: u32,
+    /// Byte range in the section.
+    pub from: u32,
+    pub to: u32,
 }
 
 impl Part {
-    /// A part whose findings are not worked out yet: a stand-in the cache replaces before a
+    /// A part whose mark is not worked out yet: a stand-in the cache replaces before a
     /// section shows it (its slot is marked stale).
     pub fn unworked(view: SlotView) -> Self {
         Part {
             view,
-            found: Box::default(),
             mark: Mark::Pending,
-            html: Box::default(),
         }
     }
 
     /// The part of `view`, worked out.
-    pub fn of(view: SlotView, scratch: &mut Vec<Found>) -> Self {
+    pub fn of(view: SlotView) -> Self {
         let mut p = Part::unworked(view);
-        p.work_out(scratch);
+        p.work_out();
         p
     }
 
-    /// Works out the findings and the mark of this part's view (dropping any listed HTML);
-    /// `scratch` is reused between parts (one allocation per part that has findings, none
-    /// for the others).
-    pub fn work_out(&mut self, scratch: &mut Vec<Found>) {
-        scratch.clear();
-        findings(&self.view, scratch);
-        self.mark = mark(&self.view, scratch);
-        self.found = scratch.as_slice().into();
-        self.html = Box::default();
+    /// Works out the mark of this part's view. Its findings are read from the view when a
+    /// section lists them: a slot's threshold crossings were worked out with its samples.
+    pub fn work_out(&mut self) {
+        self.mark = mark(&self.view);
     }
 }
 
@@ -80,14 +79,21 @@ pub fn landing(store: &Store) -> String {
             st.page_detail,
         )
     };
-    let mut scratch = Vec::new();
-    let mut parts: Vec<Part> = (views.into_iter())
-        .map(|v| Part::of(v, &mut scratch))
-        .collect();
+    let parts: Vec<Part> = views.into_iter().map(Part::of).collect();
     let mut h = String::with_capacity(16 * 1024 + 6 * 1024 * targets.len());
     start(&mut h, now());
+    let mut listed = Vec::new();
     for (t, list) in targets.iter().zip(&lists) {
-        card(&mut h, t, &mut parts, list, &links, detail);
+        card(
+            &mut h,
+            t,
+            &parts,
+            list,
+            &links,
+            detail,
+            Reuse::NONE,
+            &mut listed,
+        );
     }
     end(&mut h, targets.is_empty());
     h
@@ -127,18 +133,47 @@ fn up_badge(t: &TargetState) -> &'static str {
     }
 }
 
+/// Findings an earlier render of a section listed whose parts are still the same, and that
+/// render's HTML: what [`card`] copies instead of writing them again.
+#[derive(Clone, Copy)]
+pub(super) struct Reuse<'a> {
+    pub listed: &'a [Listed],
+    pub html: &'a [u8],
+}
+
+impl Reuse<'_> {
+    pub const NONE: Reuse<'static> = Reuse {
+        listed: &[],
+        html: &[],
+    };
+
+    /// The HTML of finding `found` of slot `slot`, if that render listed it.
+    fn find(&self, slot: usize, found: usize) -> Option<&str> {
+        let l =
+            (self.listed.iter()).find(|l| l.slot as usize == slot && l.found as usize == found)?;
+        std::str::from_utf8(self.html.get(l.from as usize..l.to as usize)?).ok()
+    }
+}
+
 /// One target's section of `/`: everything in it comes from `t`, the parts of its slots
 /// (`list`: their indices into `parts` and `links`, in check order) and `detail`, so the
-/// cache may reuse it until one of their stamps moves. Fills in the HTML of the findings it
-/// lists, which the parts keep.
+/// cache may reuse it until one of their stamps moves. The findings it lists are copied
+/// from `reuse` where it has them, and go to `listed` (cleared first) with their place in
+/// what this call wrote. Returns how many it copied.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn card(
     h: &mut String,
     t: &TargetState,
-    parts: &mut [Part],
+    parts: &[Part],
     list: &[usize],
     links: &Links,
     detail: PageDetail,
-) {
+    reuse: Reuse<'_>,
+    listed: &mut Vec<Listed>,
+) -> usize {
+    let base = h.len();
+    let mut copied = 0;
+    listed.clear();
     h.push_str("<section class=\"card\" id=\"target-");
     push_esc(h, &t.name);
     if let Some(db) = &t.database {
@@ -155,25 +190,24 @@ pub(super) fn card(
     h.push_str(up_badge(t));
     h.push_str("</div><p class=\"muted\">");
     match &t.capabilities {
-        Some(c) if c.forced => {
-            let _ = write!(
-                h,
-                "Deployment <b>{}</b> (configured; families not probed)",
-                c.deployment.as_str()
-            );
-        }
         Some(c) => {
-            let f = c.readable_families();
-            let _ = write!(
-                h,
-                "Deployment <b>{}</b> (detected) · readable: {}",
-                c.deployment.as_str(),
-                if f.is_empty() {
-                    "SYS views only".to_string()
-                } else {
-                    f.join(", ")
+            h.push_str("Deployment <b>");
+            h.push_str(c.deployment.as_str());
+            if c.forced {
+                h.push_str("</b> (configured; families not probed)");
+            } else {
+                h.push_str("</b> (detected) · readable: ");
+                let families = c.readable_families();
+                if families.is_empty() {
+                    h.push_str("SYS views only");
                 }
-            );
+                for (n, f) in families.iter().enumerate() {
+                    if n > 0 {
+                        h.push_str(", ");
+                    }
+                    h.push_str(f);
+                }
+            }
         }
         None => h.push_str("Deployment not detected yet"),
     }
@@ -196,7 +230,7 @@ pub(super) fn card(
 
     // What needs attention, worst first (a stable sort: slot order within a rank).
     let mut items: Vec<(u8, usize, usize)> =
-        Vec::with_capacity(list.iter().map(|&i| parts[i].found.len()).sum());
+        Vec::with_capacity(list.iter().map(|&i| finding_count(&parts[i].view)).sum());
     let (mut ok, mut warn, mut crit, mut failed, mut pending, mut applicable) = (0, 0, 0, 0, 0, 0);
     for &i in list {
         let p = &parts[i];
@@ -211,7 +245,7 @@ pub(super) fn card(
             Mark::Fail => failed += 1,
             Mark::Pending => pending += 1,
         }
-        items.extend(p.found.iter().enumerate().map(|(f, x)| (x.rank, i, f)));
+        items.extend(findings(&p.view).enumerate().map(|(f, x)| (x.rank(), i, f)));
     }
     items.sort_by_key(|&(rank, _, _)| rank);
     if items.is_empty() {
@@ -224,25 +258,27 @@ pub(super) fn card(
             );
         }
     } else {
-        let _ = write!(
-            h,
-            "<h3>Needs attention ({})</h3><ul class=\"att\">",
-            items.len()
-        );
+        h.push_str("<h3>Needs attention (");
+        push_int(h, items.len() as i64);
+        h.push_str(")</h3><ul class=\"att\">");
         for &(_, i, f) in items.iter().take(ATTENTION_ITEMS) {
-            let p = &mut parts[i];
-            if p.html.is_empty() {
-                p.html = vec![None; p.found.len()].into_boxed_slice();
-            }
-            match &p.html[f] {
-                Some(html) => h.push_str(html),
-                // Written in place, then kept at its exact size for the next render.
-                None => {
-                    let from = h.len();
-                    item_html(h, &p.view, &p.found[f], detail, Some((links, i)));
-                    p.html[f] = Some(h[from..].into());
+            let from = h.len();
+            match (reuse.find(i, f), finding(&parts[i].view, f)) {
+                (Some(html), _) => {
+                    h.push_str(html);
+                    copied += 1;
                 }
+                (None, Some(found)) => {
+                    item_html(h, &parts[i].view, &found, detail, Some((links, i)))
+                }
+                (None, None) => continue,
             }
+            listed.push(Listed {
+                slot: i as u32,
+                found: f as u32,
+                from: (from - base) as u32,
+                to: (h.len() - base) as u32,
+            });
         }
         h.push_str("</ul>");
         if items.len() > ATTENTION_ITEMS {
@@ -283,17 +319,15 @@ pub(super) fn card(
     h.push_str("</p></details>");
 
     // Checks that cannot run here, grouped by why.
-    let mut skipped: Vec<(&str, usize)> = list
-        .iter()
-        .filter_map(|&i| parts[i].view.not_applicable.as_deref().map(|w| (w, i)))
-        .collect();
+    let mut skipped: Vec<(&str, usize)> = Vec::with_capacity(list.len());
+    skipped.extend(
+        (list.iter()).filter_map(|&i| parts[i].view.not_applicable.as_deref().map(|w| (w, i))),
+    );
     if !skipped.is_empty() {
         skipped.sort_by_key(|(why, _)| *why);
-        let _ = write!(
-            h,
-            "<details class=\"skipped\"><summary>{} checks skipped here</summary><ul class=\"skip\">",
-            skipped.len()
-        );
+        h.push_str("<details class=\"skipped\"><summary>");
+        push_int(h, skipped.len() as i64);
+        h.push_str(" checks skipped here</summary><ul class=\"skip\">");
         let mut last = None;
         for (why, i) in skipped {
             if last != Some(why) {
@@ -311,4 +345,5 @@ pub(super) fn card(
         h.push_str("</li></ul></details>");
     }
     h.push_str("</section>");
+    copied
 }
