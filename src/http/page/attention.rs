@@ -125,56 +125,87 @@ impl Mark {
     }
 }
 
-/// The threshold crossings of one slot's last successful run (worked out when its samples
-/// were made: `sample::Crossing`); none when the last run failed.
-pub(super) fn crossings(slot: &SlotView) -> &[Crossing] {
-    match &slot.samples {
-        Some(samples) if slot.status.success => &samples.crossings,
-        _ => &[],
+/// What a slot's mark and findings follow from, borrowed from a view or, under the store's
+/// lock, from the slot itself (so that a slot with nothing to list is judged without a
+/// view: [`judge`]).
+#[derive(Clone, Copy)]
+struct Facts<'a> {
+    ran: bool,
+    success: bool,
+    skipped: bool,
+    /// The last successful run's crossings; none when the last run failed.
+    crossings: &'a [Crossing],
+}
+
+impl<'a> Facts<'a> {
+    fn new(ran: bool, success: bool, skipped: bool, samples: Option<&'a Samples>) -> Self {
+        Facts {
+            ran,
+            success,
+            skipped,
+            crossings: match samples {
+                Some(samples) if success => &samples.crossings,
+                _ => &[],
+            },
+        }
+    }
+
+    fn of(slot: &'a SlotView) -> Self {
+        let s = &slot.status;
+        let skipped = slot.not_applicable.is_some();
+        Facts::new(s.ran, s.success, skipped, slot.samples.as_deref())
+    }
+
+    /// Whether the last run failed (and the check applies).
+    fn failed(&self) -> bool {
+        self.ran && !self.success && !self.skipped
+    }
+
+    fn count(&self) -> usize {
+        usize::from(self.failed()) + self.crossings.len()
+    }
+
+    /// Pending before the first run, else the worst finding's.
+    fn mark(&self) -> Mark {
+        if !self.ran {
+            Mark::Pending
+        } else if self.crossings.iter().any(|c| c.level == Level::Crit) {
+            Mark::Crit
+        } else if self.failed() {
+            Mark::Fail
+        } else if !self.crossings.is_empty() {
+            Mark::Warn
+        } else {
+            Mark::Ok
+        }
     }
 }
 
-/// Whether the slot's last run failed (and the check applies).
-fn failed(slot: &SlotView) -> bool {
-    slot.status.ran && !slot.status.success && slot.not_applicable.is_none()
+/// The threshold crossings of one slot's last successful run (worked out when its samples
+/// were made: `sample::Crossing`); none when the last run failed.
+pub(super) fn crossings(slot: &SlotView) -> &[Crossing] {
+    Facts::of(slot).crossings
 }
 
 /// Everything that needs attention on one slot, in order: its failure, then its threshold
 /// crossings (row by row within each value column). Read from the slot, not collected.
 pub(super) fn findings(slot: &SlotView) -> impl Iterator<Item = Found> + '_ {
-    (failed(slot).then_some(Found::Failed).into_iter())
-        .chain(crossings(slot).iter().copied().map(Found::Beyond))
+    let facts = Facts::of(slot);
+    (facts.failed().then_some(Found::Failed).into_iter())
+        .chain(facts.crossings.iter().copied().map(Found::Beyond))
 }
 
 /// How many [`findings`] the slot has.
 pub(super) fn finding_count(slot: &SlotView) -> usize {
-    usize::from(failed(slot)) + crossings(slot).len()
+    Facts::of(slot).count()
 }
 
-/// Finding `f` of [`findings`], if there is one.
-pub(super) fn finding(slot: &SlotView, f: usize) -> Option<Found> {
-    match (failed(slot), f) {
-        (true, 0) => Some(Found::Failed),
-        (true, f) => crossings(slot).get(f - 1).copied().map(Found::Beyond),
-        (false, f) => crossings(slot).get(f).copied().map(Found::Beyond),
-    }
-}
-
-/// The mark of a slot: pending before its first run, else its worst finding's.
-pub(super) fn mark(slot: &SlotView) -> Mark {
-    if !slot.status.ran {
-        return Mark::Pending;
-    }
-    let c = crossings(slot);
-    if c.iter().any(|c| c.level == Level::Crit) {
-        Mark::Crit
-    } else if failed(slot) {
-        Mark::Fail
-    } else if !c.is_empty() {
-        Mark::Warn
-    } else {
-        Mark::Ok
-    }
+/// The mark of `s` (pending before its first run, else its worst finding's) and how many
+/// [`findings`] it has, read from the slot in place, under the store's lock.
+pub(super) fn judge(s: &Slot) -> (Mark, usize) {
+    let (status, skipped) = (&s.status, s.not_applicable.is_some());
+    let facts = Facts::new(status.ran, status.success, skipped, s.samples.as_deref());
+    (facts.mark(), facts.count())
 }
 
 /// Each slot's link to its check page, from the ` href` on:

@@ -10,22 +10,39 @@
 
 use std::fmt::Write as _;
 
-use super::attention::{Links, Mark, SlotView, finding, finding_count, findings, item_html, mark};
+use std::sync::Arc;
+
+use super::attention::{Found, Links, Mark, SlotView, finding_count, findings, item_html, judge};
 use super::html::{footer, head, nav, now, push_esc, push_int, utc};
 use crate::config::PageDetail;
-use crate::snapshot::{State, Store, TargetState};
+use crate::snapshot::{Slot, State, Store, TargetState};
 
 /// How many things needing attention the landing page lists per target (worst first); the
 /// rest are counted, and marked in the target's list of checks.
 pub const ATTENTION_ITEMS: usize = 10;
 
-/// What a section shows of one slot, worked out once per change of the slot: its view, its
-/// findings and its mark. The landing page's cache keeps one per slot, so a section
-/// re-rendered because one of its slots ran again does this work for that slot only.
+/// What a section shows of one slot, worked out once per change of the slot: its mark, why
+/// it is skipped, and its view if it has findings to list. The landing page's cache keeps
+/// one per slot, so a section re-rendered because one of its slots ran again does this work
+/// for that slot only.
 pub(super) struct Part {
-    pub view: SlotView,
+    shown: Shown,
     /// The worst of its findings (or pending).
     mark: Mark,
+}
+
+/// What a section shows of a slot besides its mark. One of three, in the space of a view:
+/// a skipped slot lists nothing.
+enum Shown {
+    /// Applicable, nothing to list.
+    Quiet,
+    /// Why the check does not run on this target: the section groups the skipped checks by
+    /// it.
+    Skipped(Arc<str>),
+    /// The slot's view, kept only while it has findings (only those are listed): a first
+    /// view judges every slot in place but clones a view for these alone, and a healthy
+    /// fleet has none.
+    Found(SlotView),
 }
 
 /// A finding a section lists, and where its HTML is in the section: the next render of the
@@ -42,44 +59,67 @@ pub(super) struct Listed {
 }
 
 impl Part {
-    /// A part whose mark is not worked out yet: a stand-in the cache replaces before a
-    /// section shows it (its slot is marked stale).
-    pub fn unworked(view: SlotView) -> Self {
-        Part {
-            view,
-            mark: Mark::Pending,
+    /// What `s` shows, read under the store's lock: judged in place, its view cloned only
+    /// when it has findings to list.
+    pub fn of(s: &Slot) -> Self {
+        let (mark, count) = judge(s);
+        let shown = match &s.not_applicable {
+            Some(why) => Shown::Skipped(why.clone()),
+            None if count > 0 => Shown::Found(SlotView::of(s)),
+            None => Shown::Quiet,
+        };
+        Part { shown, mark }
+    }
+
+    /// Whether this part still shows what `s` holds (its check aside: the caller knows it is
+    /// the same check, and sets a kept view's with [`Part::set_check`]).
+    pub fn shows(&self, s: &Slot) -> bool {
+        match (&self.shown, &s.not_applicable) {
+            (Shown::Found(view), _) => view.shows(s),
+            (Shown::Skipped(why), Some(now)) => why == now,
+            (Shown::Quiet, None) => judge(s) == (self.mark, 0),
+            _ => false,
         }
     }
 
-    /// The part of `view`, worked out.
-    pub fn of(view: SlotView) -> Self {
-        let mut p = Part::unworked(view);
-        p.work_out();
-        p
+    /// Gives a kept view the new store's check (the same configuration, another `Arc`).
+    pub fn set_check(&mut self, check: &Arc<crate::config::CheckConfig>) {
+        if let Shown::Found(view) = &mut self.shown {
+            view.check = check.clone();
+        }
     }
 
-    /// Works out the mark of this part's view. Its findings are read from the view when a
-    /// section lists them: a slot's threshold crossings were worked out with its samples.
-    pub fn work_out(&mut self) {
-        self.mark = mark(&self.view);
+    /// The slot's view, if it has findings to list.
+    fn found(&self) -> Option<&SlotView> {
+        match &self.shown {
+            Shown::Found(view) => Some(view),
+            _ => None,
+        }
+    }
+
+    /// Why the check does not run on this target, if it does not.
+    fn skipped(&self) -> Option<&str> {
+        match &self.shown {
+            Shown::Skipped(why) => Some(why),
+            _ => None,
+        }
     }
 }
 
 /// `/` rendered whole, without the cache (what the first view after a start or a reload
 /// costs): the store's read lock is held only to clone what the sections show.
 pub fn landing(store: &Store) -> String {
-    let (targets, lists, views, links, detail) = {
+    let (targets, lists, parts, links, detail) = {
         let st = store.read();
-        let views: Vec<SlotView> = st.slots.iter().map(SlotView::of).collect();
+        let parts: Vec<Part> = st.slots.iter().map(Part::of).collect();
         (
             st.targets.clone(),
             slot_lists(&st),
-            views,
+            parts,
             Links::of(&st),
             st.page_detail,
         )
     };
-    let parts: Vec<Part> = views.into_iter().map(Part::of).collect();
     let mut h = String::with_capacity(16 * 1024 + 6 * 1024 * targets.len());
     start(&mut h, now());
     let mut listed = Vec::new();
@@ -153,6 +193,17 @@ impl Reuse<'_> {
             (self.listed.iter()).find(|l| l.slot as usize == slot && l.found as usize == found)?;
         std::str::from_utf8(self.html.get(l.from as usize..l.to as usize)?).ok()
     }
+}
+
+/// One finding of a section, with what sorts it and what writes it.
+struct Item<'a> {
+    /// [`Found::rank`]: crit, then errors, then warn.
+    rank: u8,
+    /// The slot (index into the store's slots) and the finding's index among its own.
+    slot: usize,
+    index: usize,
+    found: Found,
+    view: &'a SlotView,
 }
 
 /// One target's section of `/`: everything in it comes from `t`, the parts of its slots
@@ -229,12 +280,16 @@ pub(super) fn card(
     h.push_str("</p>");
 
     // What needs attention, worst first (a stable sort: slot order within a rank).
-    let mut items: Vec<(u8, usize, usize)> =
-        Vec::with_capacity(list.iter().map(|&i| finding_count(&parts[i].view)).sum());
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(
+        (list.iter())
+            .filter_map(|&i| parts[i].found())
+            .map(finding_count)
+            .sum(),
+    );
     let (mut ok, mut warn, mut crit, mut failed, mut pending, mut applicable) = (0, 0, 0, 0, 0, 0);
     for &i in list {
         let p = &parts[i];
-        if p.view.not_applicable.is_some() {
+        if p.skipped().is_some() {
             continue;
         }
         applicable += 1;
@@ -245,9 +300,17 @@ pub(super) fn card(
             Mark::Fail => failed += 1,
             Mark::Pending => pending += 1,
         }
-        items.extend(findings(&p.view).enumerate().map(|(f, x)| (x.rank(), i, f)));
+        if let Some(view) = p.found() {
+            items.extend(findings(view).enumerate().map(|(f, found)| Item {
+                rank: found.rank(),
+                slot: i,
+                index: f,
+                found,
+                view,
+            }));
+        }
     }
-    items.sort_by_key(|&(rank, _, _)| rank);
+    items.sort_by_key(|item| item.rank);
     if items.is_empty() {
         if pending == applicable && applicable > 0 {
             h.push_str("<p class=\"muted\">Waiting for the first runs.</p>");
@@ -261,17 +324,15 @@ pub(super) fn card(
         h.push_str("<h3>Needs attention (");
         push_int(h, items.len() as i64);
         h.push_str(")</h3><ul class=\"att\">");
-        for &(_, i, f) in items.iter().take(ATTENTION_ITEMS) {
+        for item in items.iter().take(ATTENTION_ITEMS) {
+            let (i, f) = (item.slot, item.index);
             let from = h.len();
-            match (reuse.find(i, f), finding(&parts[i].view, f)) {
-                (Some(html), _) => {
+            match reuse.find(i, f) {
+                Some(html) => {
                     h.push_str(html);
                     copied += 1;
                 }
-                (None, Some(found)) => {
-                    item_html(h, &parts[i].view, &found, detail, Some((links, i)))
-                }
-                (None, None) => continue,
+                None => item_html(h, item.view, &item.found, detail, Some((links, i))),
             }
             listed.push(Listed {
                 slot: i as u32,
@@ -309,7 +370,7 @@ pub(super) fn card(
     }
     for &i in list {
         let p = &parts[i];
-        if p.view.not_applicable.is_none() {
+        if p.skipped().is_none() {
             h.push_str("<a class=\"");
             h.push_str(p.mark.as_str());
             h.push('"');
@@ -320,9 +381,7 @@ pub(super) fn card(
 
     // Checks that cannot run here, grouped by why.
     let mut skipped: Vec<(&str, usize)> = Vec::with_capacity(list.len());
-    skipped.extend(
-        (list.iter()).filter_map(|&i| parts[i].view.not_applicable.as_deref().map(|w| (w, i))),
-    );
+    skipped.extend((list.iter()).filter_map(|&i| parts[i].skipped().map(|w| (w, i))));
     if !skipped.is_empty() {
         skipped.sort_by_key(|(why, _)| *why);
         h.push_str("<details class=\"skipped\"><summary>");
@@ -357,8 +416,8 @@ mod tests {
         // A first view writes and reads one part per slot (3,300 at 100 targets × the pack)
         // and is bound by memory, not instructions: a part holds what a section shows of a
         // slot and nothing else (with the whole `Status`, its findings and their HTML, it
-        // was 152 bytes; 80 now).
+        // was 152 bytes; a view beside a skip reason made it 96).
         let size = std::mem::size_of::<Part>();
-        assert!(size <= 96, "a part is {size} bytes");
+        assert!(size <= 80, "a part is {size} bytes");
     }
 }
